@@ -1,0 +1,173 @@
+"""One frozen configuration for a OneGAN run, and the named presets.
+
+Library code receives a `Config`; only the CLIs read flags. Every ablation of the paper's
+Tables 1-3 is a field here, read in exactly one place (see `model.py` / `networks.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+DATASETS = ("shapes", "cub", "dogs", "cars", "folder")
+NORMALIZATIONS = ("glu_layernorm", "glu_instancenorm", "layernorm", "instancenorm", "batchnorm")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+MIXED_PRECISION = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything that defines a run. Field names are also the flag names."""
+
+    # Data.
+    dataset: str = "shapes"
+    data_dir: str = ""
+    image_size: int = 32
+    num_parents: int = 4  # N_P
+    num_children: int = 12  # N_C
+    seed: int = 0
+
+    # Network sizes (FineGAN: ngf = ndf = 64 at 128 px).
+    gf_dim: int = 16  # generator width; 16*gf_dim channels at 4x4
+    df_dim: int = 16  # discriminator width
+    ef_dim: int = 16  # encoder width
+    z_dim: int = 32  # d_z
+    code_dim: int = 32  # d_p = d_c = d_bg
+    bypass_divisor: int = 4  # pre-image / bypass resolution = image_size / bypass_divisor
+    norm: str = "glu_layernorm"  # Table 3a
+
+    # Optimisation (paper: Adam 2e-4, betas 0.5/0.999, batch 20).
+    batch_size: int = 32
+    learning_rate: float = 2e-4
+    beta_1: float = 0.5
+    beta_2: float = 0.999
+    ema_decay: float = 0.999
+
+    # Loss weights (Eq. 10, 11, 14) and the mask prior of L_RM.
+    bg_adv_weight: float = 10.0
+    rv_weight: float = 0.1
+    rm_weight: float = 2.0
+    mask_area_min: float = 0.1
+    mask_area_max: float = 0.9
+
+    # Schedule (paper: 600k steps; Phase II from 200k; real reconstruction from 400k).
+    total_steps: int = 3000
+    phase1_steps: int = 1500  # Phase I length; D clones are loaded when Phase II starts
+    fake_recon_start: int = 1500
+    real_recon_start: int = 2250
+
+    # Ablations (Tables 1-3).
+    multi_phase: bool = True  # False: every path from step 0 (the paper's failing ablation)
+    phase1_only: bool = False
+    real_recon: bool = True
+    use_bypass: bool = True
+    mixup_vectors: bool = True  # mixup 1, 2
+    mixup_tensors: bool = True  # mixup 3, 4
+    use_rm_loss: bool = True
+    use_vae_loss: bool = True
+    use_per_loss: bool = True
+
+    # Execution.
+    strategy: str = "default"
+    jit_compile: bool = False
+    mixed_precision: str = "float32"
+
+    # Run directory and logging.
+    run_dir: str = ""
+    log_every: int = 50
+    sample_every: int = 500
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+
+    @property
+    def bypass_size(self) -> int:
+        return self.image_size // self.bypass_divisor
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Config:
+        values = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known}).validated()
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes).validated()
+
+    def validated(self) -> Config:
+        """Returns self, or raises ValueError naming the offending field (= flag)."""
+        def fail(field: str, message: str):
+            raise ValueError(f"--{field}={getattr(self, field)!r}: {message}")
+
+        if self.dataset not in DATASETS:
+            fail("dataset", f"unknown dataset; choose one of {', '.join(DATASETS)}")
+        if self.norm not in NORMALIZATIONS:
+            fail("norm", f"choose one of {', '.join(NORMALIZATIONS)}")
+        if self.strategy not in STRATEGIES:
+            fail("strategy", f"choose one of {', '.join(STRATEGIES)}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            fail("mixed_precision", f"choose one of {', '.join(MIXED_PRECISION)}")
+        size = self.image_size
+        if size < 16 or size > 512 or size & (size - 1):
+            fail("image_size", "must be a power of two between 16 and 512")
+        if self.bypass_divisor < 1 or self.bypass_divisor & (self.bypass_divisor - 1):
+            fail("bypass_divisor", "must be a power of two")
+        if self.bypass_size < 4:
+            fail("bypass_divisor", f"pre-image resolution image_size/{self.bypass_divisor} < 4")
+        if self.num_parents < 1:
+            fail("num_parents", "must be >= 1")
+        if self.num_children < 1:
+            fail("num_children", "must be >= 1")
+        if self.num_parents > self.num_children:
+            fail("num_parents", f"N_P must not exceed N_C (--num_children={self.num_children})")
+        for field in ("gf_dim", "df_dim", "ef_dim", "z_dim", "code_dim", "batch_size"):
+            if getattr(self, field) < 1:
+                fail(field, "must be positive")
+        if self.gf_dim % 2:
+            fail("gf_dim", "must be even (the full-resolution width is gf_dim/2 at 128 px)")
+        for field in ("total_steps", "phase1_steps", "fake_recon_start", "real_recon_start"):
+            if getattr(self, field) < 0:
+                fail(field, "must not be negative")
+        if self.fake_recon_start < self.phase1_steps:
+            fail("fake_recon_start", f"must be >= --phase1_steps={self.phase1_steps}")
+        if self.real_recon_start < self.fake_recon_start:
+            fail("real_recon_start", f"must be >= --fake_recon_start={self.fake_recon_start}")
+        for field in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, field) < 1:
+                fail(field, "must be positive")
+        if not 0.0 <= self.ema_decay < 1.0:
+            fail("ema_decay", "must be in [0, 1)")
+        if self.learning_rate <= 0:
+            fail("learning_rate", "must be positive")
+        if not 0.0 <= self.mask_area_min < self.mask_area_max <= 1.0:
+            fail("mask_area_min", "need 0 <= mask_area_min < mask_area_max <= 1")
+        return self
+
+
+_PAPER = dict(
+    image_size=128, gf_dim=64, df_dim=64, ef_dim=64, z_dim=100, code_dim=128, batch_size=20,
+    total_steps=600_000, phase1_steps=200_000, fake_recon_start=200_000,
+    real_recon_start=400_000, log_every=100, sample_every=5000, checkpoint_every=5000,
+)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Unit tests and smoke runs: 32 px, narrow, a few dozen steps.
+    "tiny": dict(
+        image_size=32, gf_dim=4, df_dim=4, ef_dim=4, z_dim=8, code_dim=8, batch_size=4,
+        total_steps=30, phase1_steps=10, fake_recon_start=10, real_recon_start=20,
+        log_every=5, sample_every=15, checkpoint_every=10,
+    ),
+    # The default demo on the built-in synthetic data (fits 15 minutes on 2 CPU cores).
+    "shapes": dict(),
+    "cub": dict(_PAPER, dataset="cub", num_children=200, num_parents=20),
+    "dogs": dict(_PAPER, dataset="dogs", num_children=120, num_parents=12),
+    "cars": dict(_PAPER, dataset="cars", num_children=196, num_parents=14),
+}
+
+
+def preset(name: str, **overrides: Any) -> Config:
+    if name not in PRESETS:
+        raise ValueError(f"--preset={name!r}: unknown preset; choose one of {', '.join(PRESETS)}")
+    return Config(**{**PRESETS[name], **overrides}).validated()

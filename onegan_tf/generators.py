@@ -1,0 +1,166 @@
+"""Generators (Eq. 3-5): G_bg0/G_bg1 for the background, G_fg0/G_fg1/G_fg2 for the object.
+
+Widths follow FineGAN: 16*gf channels at 4x4, halving with each doubling of resolution
+(gf/2 channels at 128 px). Networks know nothing of losses.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from onegan_tf.layers import ConvGLU, NormGLU, ResBlock, tile_code
+
+
+def generator_width(gf_dim: int, resolution: int) -> int:
+    """Channels of generator features at `resolution` (FineGAN: 16*ngf at 4x4, ngf/2 at 128)."""
+    return max(4, min(16 * gf_dim, gf_dim * 64 // resolution))
+
+
+def _num_doublings(src: int, dst: int) -> int:
+    n = (dst // src).bit_length() - 1
+    if src * 2**n != dst:
+        raise ValueError(f"cannot upsample {src} to {dst} by doubling")
+    return n
+
+
+@keras.saving.register_keras_serializable("onegan")
+class PreImageGenerator(keras.Model):
+    """G_bg0 / G_fg0: (code [B, d], z [B, d_z]) -> pre-image A [B, s, s, C] (s = bypass size).
+
+    FC to 4x4, then GLU up-blocks to the pre-image resolution.
+    """
+
+    def __init__(self, gf_dim: int, out_size: int, norm: str = "glu_layernorm", **kwargs):
+        super().__init__(**kwargs)
+        self.gf_dim, self.out_size, self.norm_kind = gf_dim, out_size, norm
+        self.init_channels = generator_width(gf_dim, 4)
+        self.fc = keras.layers.Dense(4 * 4 * 2 * self.init_channels, use_bias=False, name="fc")
+        self.fc_glu = NormGLU(norm, name="fc_glu")
+        self.ups = [
+            ConvGLU(generator_width(gf_dim, 4 * 2 ** (i + 1)), norm, upsample=True, name=f"up{i}")
+            for i in range(_num_doublings(4, out_size))
+        ]
+
+    @property
+    def out_channels(self) -> int:
+        return generator_width(self.gf_dim, self.out_size)
+
+    def call(self, inputs, training=None):
+        code, z = inputs
+        x = self.fc(ops.concatenate([code, ops.cast(z, code.dtype)], axis=-1))
+        x = ops.reshape(x, (-1, 4, 4, 2 * self.init_channels))
+        x = self.fc_glu(x, training=training)
+        for up in self.ups:
+            x = up(x, training=training)
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "gf_dim": self.gf_dim, "out_size": self.out_size,
+                "norm": self.norm_kind}
+
+
+@keras.saving.register_keras_serializable("onegan")
+class BackgroundGenerator(keras.Model):
+    """G_bg1: pre-image A_bg (or its mixup with B_bg) -> I_bg [B, H, W, 3] in [-1, 1] (Eq. 3)."""
+
+    def __init__(self, gf_dim: int, in_size: int, image_size: int, norm: str = "glu_layernorm",
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.gf_dim, self.in_size, self.image_size, self.norm_kind = (
+            gf_dim, in_size, image_size, norm)
+        self.ups = [
+            ConvGLU(generator_width(gf_dim, in_size * 2 ** (i + 1)), norm, upsample=True,
+                    name=f"up{i}")
+            for i in range(_num_doublings(in_size, image_size))
+        ]
+        self.refine = ConvGLU(generator_width(gf_dim, image_size), norm, name="refine")
+        self.to_rgb = keras.layers.Conv2D(3, 3, padding="same", name="to_rgb")
+
+    def call(self, pre_image, training=None):
+        x = pre_image
+        for up in self.ups:
+            x = up(x, training=training)
+        x = self.refine(x, training=training)
+        return ops.cast(ops.tanh(self.to_rgb(x)), "float32")
+
+    def get_config(self):
+        return {**super().get_config(), "gf_dim": self.gf_dim, "in_size": self.in_size,
+                "image_size": self.image_size, "norm": self.norm_kind}
+
+
+@keras.saving.register_keras_serializable("onegan")
+class ShapeGenerator(keras.Model):
+    """G_fg1 (FineGAN parent stage): (A_fg, v_p) -> shape features [B, H, W, C].
+
+    Up-blocks to full resolution, tile v_p, joint conv, two residual blocks.
+    """
+
+    def __init__(self, gf_dim: int, in_size: int, image_size: int, norm: str = "glu_layernorm",
+                 num_residual: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.gf_dim, self.in_size, self.image_size, self.norm_kind = (
+            gf_dim, in_size, image_size, norm)
+        self.num_residual = num_residual
+        width = generator_width(gf_dim, image_size)
+        self.ups = [
+            ConvGLU(generator_width(gf_dim, in_size * 2 ** (i + 1)), norm, upsample=True,
+                    name=f"up{i}")
+            for i in range(_num_doublings(in_size, image_size))
+        ]
+        self.joint = ConvGLU(width, norm, name="joint")
+        self.residual = [ResBlock(norm, name=f"res{i}") for i in range(num_residual)]
+
+    def call(self, inputs, training=None):
+        pre_image, parent_code = inputs
+        x = pre_image
+        for up in self.ups:
+            x = up(x, training=training)
+        x = ops.concatenate([x, tile_code(ops.cast(parent_code, x.dtype), *x.shape[1:3])], -1)
+        x = self.joint(x, training=training)
+        for block in self.residual:
+            x = block(x, training=training)
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "gf_dim": self.gf_dim, "in_size": self.in_size,
+                "image_size": self.image_size, "norm": self.norm_kind,
+                "num_residual": self.num_residual}
+
+
+@keras.saving.register_keras_serializable("onegan")
+class AppearanceGenerator(keras.Model):
+    """G_fg2 (FineGAN child stage): (shape features, v_c) -> (I_fg [-1, 1], I_m [0, 1]) (Eq. 4).
+
+    Tile v_c, joint conv, two residual blocks, then an RGB head (tanh) and a mask head (sigmoid).
+    """
+
+    def __init__(self, gf_dim: int, image_size: int, norm: str = "glu_layernorm",
+                 num_residual: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.gf_dim, self.image_size, self.norm_kind = gf_dim, image_size, norm
+        self.num_residual = num_residual
+        self.joint = ConvGLU(generator_width(gf_dim, image_size), norm, name="joint")
+        self.residual = [ResBlock(norm, name=f"res{i}") for i in range(num_residual)]
+        self.to_rgb = keras.layers.Conv2D(3, 3, padding="same", name="to_rgb")
+        self.to_mask = keras.layers.Conv2D(1, 3, padding="same", name="to_mask")
+
+    def call(self, inputs, training=None):
+        features, child_code = inputs
+        x = ops.concatenate(
+            [features, tile_code(ops.cast(child_code, features.dtype), *features.shape[1:3])], -1)
+        x = self.joint(x, training=training)
+        for block in self.residual:
+            x = block(x, training=training)
+        foreground = ops.cast(ops.tanh(self.to_rgb(x)), "float32")
+        mask = ops.sigmoid(ops.cast(self.to_mask(x), "float32"))
+        return foreground, mask
+
+    def get_config(self):
+        return {**super().get_config(), "gf_dim": self.gf_dim, "image_size": self.image_size,
+                "norm": self.norm_kind, "num_residual": self.num_residual}
+
+
+def compose(background, foreground, mask):
+    """Eq. 5: I = I_bg * (1 - I_m) + I_fg * I_m."""
+    return background * (1.0 - mask) + foreground * mask

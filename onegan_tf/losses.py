@@ -1,0 +1,75 @@
+"""Loss terms of Eq. 10-17: pure functions, tensors in, float32 scalars out.
+
+Every function averages over the examples it sees on this replica; the model divides the
+weighted sum by the number of replicas (Keras sums gradients across replicas).
+"""
+
+from __future__ import annotations
+
+from keras import ops
+
+
+def _f32(x):
+    return ops.cast(x, "float32")
+
+
+def discriminator_loss(real_logits, fake_logits):
+    """BCE of a discriminator: real -> 1, fake -> 0 (one term of Eq. 10, in logits form)."""
+    return ops.mean(ops.softplus(-_f32(real_logits))) + ops.mean(ops.softplus(_f32(fake_logits)))
+
+
+def generator_loss(fake_logits):
+    """Non-saturating generator loss: BCE(fake -> 1) (one term of Eq. 11)."""
+    return ops.mean(ops.softplus(-_f32(fake_logits)))
+
+
+def cross_entropy(logits, labels):
+    """Mean sparse cross entropy; logits [B, N], integer labels [B] (Eq. 12)."""
+    logits = _f32(logits)
+    log_probs = logits - ops.logsumexp(logits, axis=-1, keepdims=True)
+    picked = ops.take_along_axis(log_probs, ops.cast(labels, "int32")[:, None], axis=-1)
+    return -ops.mean(picked)
+
+
+def mean_squared_error(target, prediction):
+    """MSE(target, prediction) (Eq. 13). Callers stop gradients on the target."""
+    return ops.mean(ops.square(_f32(target) - _f32(prediction)))
+
+
+def mean_absolute_error(target, prediction):
+    """L1 (Eq. 16), averaged over pixels and channels."""
+    return ops.mean(ops.abs(_f32(target) - _f32(prediction)))
+
+
+def gaussian_kl(mean, log_var, target_mean=None):
+    """KL(N(mean, diag(exp(log_var))) || N(target_mean, I)) (Eq. 15).
+
+    Averaged over dimensions and examples (a per-dimension KL), so that d = 128 codes do not
+    outweigh the image losses; target_mean = None means 0.
+    """
+    mean, log_var = _f32(mean), _f32(log_var)
+    diff = mean if target_mean is None else mean - _f32(target_mean)
+    return 0.5 * ops.mean(ops.exp(log_var) + ops.square(diff) - 1.0 - log_var)
+
+
+def code_regularizer(*codes):
+    """L_Rv (Eq. 14): mean squared entry of the code vectors, summed over code types.
+
+    Keeps v_bg, v_p, v_c on the unit scale assumed by the N(v, I) targets of Eq. 15.
+    """
+    return sum(ops.mean(ops.square(_f32(c))) for c in codes)
+
+
+def mask_regularizer(mask, area_min: float, area_max: float):
+    """L_RM (Eq. 14): binarisation mean(min(m, 1 - m)) + hinge keeping each mask's mean area
+    inside [area_min, area_max] (stops the all-background / all-object solutions)."""
+    mask = _f32(mask)
+    binarize = ops.mean(ops.minimum(mask, 1.0 - mask))
+    area = ops.mean(mask, axis=(1, 2, 3))
+    hinge = ops.mean(ops.relu(area_min - area) + ops.relu(area - area_max))
+    return binarize + hinge
+
+
+def perceptual_loss(features_a, features_b):
+    """Squared L2 between hidden discriminator features (Eq. 17), averaged."""
+    return ops.mean(ops.square(_f32(features_a) - _f32(features_b)))

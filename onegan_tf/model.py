@@ -1,0 +1,322 @@
+"""The OneGAN training model: paths, losses and optimizers (Sec. 4, Eq. 10-18).
+
+One `keras.Model` orchestrates the networks. Each path is a method returning its loss terms:
+  * `generation_path`      - Eq. 10-14, every phase;
+  * `reconstruction_path`  - Eq. 15-17 on fake images (Phase II) or real images (later).
+Each path fights its own pair of discriminators from Phase II on (clones of D_bg, D_c made at
+construction and loaded with the generation-path weights when Phase II starts).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from onegan_tf import losses
+from onegan_tf.autoencoder import AutoEncoder, copy_weights, ema_update
+from onegan_tf.config import Config
+from onegan_tf.discriminators import BackgroundDiscriminator, ObjectDiscriminator
+
+PATHS = ("generation", "fake", "real")
+
+
+def active_paths(config: Config, step: int) -> tuple[str, ...]:
+    """Which paths run at `step` (Sec. 4.3). The one place that reads the schedule ablations."""
+    if config.phase1_only:
+        return ("generation",)
+    fake = not config.multi_phase or step >= config.fake_recon_start
+    real = config.real_recon and (not config.multi_phase or step >= config.real_recon_start)
+    return ("generation",) + (("fake",) if fake else ()) + (("real",) if real else ())
+
+
+def phase_two_start(config: Config) -> int | None:
+    """Step at which the discriminator clones are loaded (None: never)."""
+    if config.phase1_only:
+        return None
+    return 0 if not config.multi_phase else config.phase1_steps
+
+
+def _present(grads, variables):
+    """(grad, var) pairs that have a gradient: the Gaussian heads of the encoders get none in
+    Phase I (only the reconstruction path samples from them)."""
+    return [(g, v) for g, v in zip(grads, variables) if g is not None]
+
+
+def _make_optimizer(config: Config, name: str):
+    return keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1,
+                                 beta_2=config.beta_2, name=name)
+
+
+class OneGAN(keras.Model):
+    """Trains an `AutoEncoder` (+ its EMA copy) against D_bg/D_c and their two clone pairs."""
+
+    def __init__(self, config: Config, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        cfg = config
+        self.autoencoder = AutoEncoder(cfg, name="autoencoder")
+        self.ema = AutoEncoder(cfg, name="ema")
+        # One (D_bg, D_c) pair per path; direct attributes so that checkpoints track them.
+        for path in PATHS:
+            suffix = "" if path == "generation" else f"_{path}"
+            setattr(self, f"background_discriminator{suffix}",
+                    BackgroundDiscriminator(cfg.df_dim, name=f"D_bg{suffix}"))
+            setattr(self, f"object_discriminator{suffix}",
+                    ObjectDiscriminator(cfg.df_dim, cfg.image_size, cfg.num_children,
+                                        name=f"D_c{suffix}"))
+        self.clones_loaded = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, name="clones_loaded", dtype="int32")
+        self.paths = ("generation",)
+        self._build_networks()
+
+    def discriminator_pairs(self) -> dict[str, tuple[BackgroundDiscriminator, ObjectDiscriminator]]:
+        """path -> (D_bg, D_c) of that path."""
+        pairs = {}
+        for path in PATHS:
+            suffix = "" if path == "generation" else f"_{path}"
+            pairs[path] = (getattr(self, f"background_discriminator{suffix}"),
+                           getattr(self, f"object_discriminator{suffix}"))
+        return pairs
+
+    # --- construction ------------------------------------------------------------------
+    def _build_networks(self):
+        cfg = self.config
+        self.autoencoder.build_all()
+        self.ema.build_all()
+        copy_weights(self.autoencoder, self.ema)
+        images = ops.zeros((1, cfg.image_size, cfg.image_size, 3))
+        for d_bg, d_c in self.discriminator_pairs().values():
+            d_bg(images)
+            d_c(images)
+        self.built = True
+
+    def call(self, images, training=None):
+        return self.autoencoder.reconstruct(images, training=training)
+
+    def networks(self) -> dict[str, keras.Model]:
+        """Every trained network by its paper name (for parameter counts)."""
+        nets = dict(self.autoencoder.networks())
+        for d_bg, d_c in self.discriminator_pairs().values():
+            nets[d_bg.name], nets[d_c.name] = d_bg, d_c
+        return nets
+
+    def generator_variables(self):
+        """What the G/E optimizer trains: embeddings, generators, encoders, D_c's info head."""
+        return (self.autoencoder.trainable_variables
+                + self.discriminator_pairs()["generation"][1].info_variables)
+
+    def discriminator_variables(self, path: str):
+        d_bg, d_c = self.discriminator_pairs()[path]
+        return d_bg.trainable_variables + d_c.adversarial_variables
+
+    def compile(self, **kwargs):
+        super().compile(**kwargs)
+        self.g_optimizer = _make_optimizer(self.config, "g_optimizer")
+        self.d_optimizer = _make_optimizer(self.config, "d_optimizer")
+        self.d_optimizer_fake = _make_optimizer(self.config, "d_optimizer_fake")
+        self.d_optimizer_real = _make_optimizer(self.config, "d_optimizer_real")
+        # Built explicitly on their variables (inside the strategy scope when there is one).
+        self.g_optimizer.build(self.generator_variables())
+        for path, opt in self.d_optimizers().items():
+            opt.build(self.discriminator_variables(path))
+
+    def d_optimizers(self):
+        return {"generation": self.d_optimizer, "fake": self.d_optimizer_fake,
+                "real": self.d_optimizer_real}
+
+    @property
+    def step(self):
+        """The global step: one G/E update per step."""
+        return self.g_optimizer.iterations
+
+    def set_paths(self, paths: tuple[str, ...]):
+        """Chooses the paths of the next train steps (retraces the train function)."""
+        if tuple(paths) != self.paths:
+            self.paths = tuple(paths)
+            self.train_function = None
+
+    def load_discriminator_clones(self):
+        """Phase II start: each reconstruction path's D pair <- the generation-path D pair."""
+        d_bg, d_c = self.discriminator_pairs()["generation"]
+        for path in ("fake", "real"):
+            clone_bg, clone_c = self.discriminator_pairs()[path]
+            copy_weights(d_bg, clone_bg)
+            copy_weights(d_c, clone_c)
+        self.clones_loaded.assign(1)
+
+    # --- randomness: stateless, from (seed, step, replica) so resume and replicas are right --
+    def _seed(self, site: int):
+        replica = tf.distribute.get_replica_context()
+        replica_id = 0 if replica is None else replica.replica_id_in_sync_group
+        step = ops.cast(self.step, "int32")
+        return ops.stack([self.config.seed * 1000 + site, step * 64 + replica_id])
+
+    def _uniform(self, shape, site, low=0.0, high=1.0):
+        return tf.random.stateless_uniform(shape, self._seed(site), low, high)
+
+    def _normal(self, shape, site):
+        return tf.random.stateless_normal(shape, self._seed(site))
+
+    def sample_betas(self, batch: int, site: int):
+        """Eq. 9's betas, per example; the one place that reads the mixup/bypass ablations."""
+        cfg = self.config
+        ones = ops.ones((batch,))
+        b1 = self._uniform((batch,), site) if cfg.mixup_vectors else ones
+        b2 = self._uniform((batch,), site + 1) if cfg.mixup_vectors else ones
+        b3 = self._uniform((batch,), site + 2, 0.5, 1.0) if cfg.mixup_tensors else ones
+        b4 = self._uniform((batch,), site + 3, 0.5, 1.0) if cfg.mixup_tensors else ones
+        if not cfg.use_bypass:
+            b3 = b4 = ops.zeros((batch,))
+        return {"beta1": b1, "beta2": b2, "beta3": b3, "beta4": b4}
+
+    # --- losses of each path ------------------------------------------------------------
+    def discriminator_losses(self, path, real_images, real_backgrounds, fake_images,
+                             fake_backgrounds):
+        """Eq. 10 for one path's D pair; fakes arrive without gradient."""
+        d_bg, d_c = self.discriminator_pairs()[path]
+        real_bg_out, real_obj_bg_out = d_bg(real_backgrounds), d_bg(real_images)
+        bg_a = losses.discriminator_loss(real_bg_out["real_fake"],
+                                         d_bg(fake_backgrounds)["real_fake"])
+        bg_b = losses.discriminator_loss(real_bg_out["is_background"],
+                                         real_obj_bg_out["is_background"])
+        c_a = losses.discriminator_loss(d_c(real_images)["real_fake"],
+                                        d_c(fake_images)["real_fake"])
+        total = self.config.bg_adv_weight * bg_a + bg_b + c_a
+        return {f"D_{path}/bgA": bg_a, f"D_{path}/bgB": bg_b, f"D_{path}/cA": c_a,
+                f"D_{path}/total": total}
+
+    def adversarial_losses(self, path, images, backgrounds):
+        """Eq. 11 for the generator side against one path's D pair (+ D_c outputs for reuse)."""
+        d_bg, d_c = self.discriminator_pairs()[path]
+        bg_out, c_out = d_bg(backgrounds), d_c(images)
+        terms = {"bgA": losses.generator_loss(bg_out["real_fake"]),
+                 "bgB": losses.generator_loss(bg_out["is_background"]),
+                 "cA": losses.generator_loss(c_out["real_fake"])}
+        terms["G"] = self.config.bg_adv_weight * terms["bgA"] + terms["bgB"] + terms["cA"]
+        return terms, bg_out, c_out
+
+    def generation_path(self, gen, child):
+        """Eq. 11-14 on a generated batch `gen` (from AutoEncoder.generate) of codes `child`."""
+        cfg, ae = self.config, self.autoencoder
+        terms, _, c_out = self.adversarial_losses("generation", gen["image"], gen["background"])
+        parent = ops.cast(child * cfg.num_parents // cfg.num_children, "int32")
+        enc = ae.encode(gen["image"], training=True)
+        bypass_bg = ae.background_encoder([gen["image"], gen["mask"]], training=True)
+        sg = ops.stop_gradient
+        terms.update({
+            "CE_parent": losses.cross_entropy(enc["parent_logits"], parent),  # Eq. 12
+            "CE_child": losses.cross_entropy(enc["child_logits"], child),
+            "CE_info": losses.cross_entropy(c_out["child_logits"], child),
+            "MSE_v_c": losses.mean_squared_error(sg(gen["v_c"]), enc["child_mean"]),  # Eq. 13
+            "MSE_v_p": losses.mean_squared_error(sg(gen["v_p"]), enc["parent_mean"]),
+            "MSE_fg": losses.mean_squared_error(sg(gen["pre_foreground"]), enc["bypass"]),
+            "MSE_bg": losses.mean_squared_error(sg(gen["pre_background"]), bypass_bg),
+            "R_v": losses.code_regularizer(gen["v_bg"], gen["v_p"], gen["v_c"]),  # Eq. 14
+            "R_M": losses.mask_regularizer(gen["mask"], cfg.mask_area_min, cfg.mask_area_max),
+        })
+        rm_weight = cfg.rm_weight if cfg.use_rm_loss else 0.0
+        terms["total"] = (
+            terms["G"] + terms["CE_parent"] + terms["CE_child"] + terms["CE_info"]
+            + terms["MSE_v_c"] + terms["MSE_v_p"] + terms["MSE_fg"] + terms["MSE_bg"]
+            + cfg.rv_weight * terms["R_v"] + rm_weight * terms["R_M"])
+        terms["mask_area"] = ops.mean(gen["mask"])  # diagnostic only, not in the total
+        return {f"gen/{k}": v for k, v in terms.items()}
+
+    def reconstruction_path(self, path, images, recon, targets=None):
+        """Eq. 15-17 (+ adversarial terms against this path's D clones) for `recon`, the
+        reconstruction of `images`. targets: for fake images, dict(v_p, v_c, background, mask)
+        from the generation path; None for real images."""
+        cfg, sg, enc = self.config, ops.stop_gradient, recon["encoded"]
+        terms, bg_out, c_out = self.adversarial_losses(path, recon["image"],
+                                                       recon["background"])
+        v_p = targets["v_p"] if targets else recon["v_p"]
+        v_c = targets["v_c"] if targets else recon["v_c"]
+        terms["VAE"] = (  # Eq. 15
+            losses.gaussian_kl(enc["parent_mean"], enc["parent_log_var"], sg(v_p))
+            + losses.gaussian_kl(enc["child_mean"], enc["child_log_var"], sg(v_c))
+            + losses.gaussian_kl(enc["z_mean"], enc["z_log_var"]))
+        terms["REC"] = losses.mean_absolute_error(images, recon["image"])  # Eq. 16
+        _, d_c = self.discriminator_pairs()[path]
+        terms["PER"] = losses.perceptual_loss(sg(d_c(images)["features"]), c_out["features"])
+        if targets:
+            terms["REC"] += (losses.mean_absolute_error(targets["background"],
+                                                        recon["background"])
+                             + losses.mean_absolute_error(targets["mask"], recon["mask"]))
+            d_bg, _ = self.discriminator_pairs()[path]
+            terms["PER"] += losses.perceptual_loss(sg(d_bg(targets["background"])["features"]),
+                                                   bg_out["features"])  # Eq. 17
+        terms["total"] = (terms["G"] + terms["REC"]
+                          + (terms["VAE"] if cfg.use_vae_loss else 0.0)
+                          + (terms["PER"] if cfg.use_per_loss else 0.0))
+        return {f"{path}/{k}": v for k, v in terms.items()}
+
+    # --- one iteration ------------------------------------------------------------------------
+    def train_step(self, data):
+        cfg, ae, sg = self.config, self.autoencoder, ops.stop_gradient
+        real_images, real_backgrounds = data["image"], data["background"]
+        batch = ops.shape(real_images)[0]
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        child = tf.random.stateless_uniform((batch,), self._seed(1), 0, cfg.num_children,
+                                            dtype="int32")
+        z = self._normal((batch, cfg.z_dim), 2)
+
+        with tf.GradientTape() as g_tape:
+            gen = ae.generate(child, z, training=True)
+            recons = {}
+            if "fake" in self.paths:
+                recons["fake"] = (sg(gen["image"]), self._reconstruct(sg(gen["image"]), 10))
+            if "real" in self.paths:
+                recons["real"] = (real_images, self._reconstruct(real_images, 20))
+
+        # Discriminators first (on detached fakes), each path against its own pair.
+        logs = {}
+        with tf.GradientTape(persistent=True) as d_tape:
+            d_totals = {}
+            fakes = {"generation": (gen["image"], gen["background"])}
+            fakes.update({p: (r["image"], r["background"]) for p, (_, r) in recons.items()})
+            for path, (fake_images, fake_bgs) in fakes.items():
+                terms = self.discriminator_losses(path, real_images, real_backgrounds,
+                                                  sg(fake_images), sg(fake_bgs))
+                logs.update(terms)
+                d_totals[path] = terms[f"D_{path}/total"] / replicas
+        for path, total in d_totals.items():
+            variables = self.discriminator_variables(path)
+            grads = d_tape.gradient(total, variables)
+            self.d_optimizers()[path].apply_gradients(_present(grads, variables))
+        del d_tape
+
+        # Then the generator side, against the updated discriminators.
+        with g_tape:
+            terms = self.generation_path(gen, child)
+            total = terms["gen/total"]
+            if "fake" in recons:
+                images, recon = recons["fake"]
+                targets = {"v_p": gen["v_p"], "v_c": gen["v_c"],
+                           "background": sg(gen["background"]), "mask": sg(gen["mask"])}
+                terms.update(self.reconstruction_path("fake", images, recon, targets))
+                total += terms["fake/total"]
+            if "real" in recons:
+                images, recon = recons["real"]
+                terms.update(self.reconstruction_path("real", images, recon))
+                total += terms["real/total"]
+            scaled = total / replicas
+        variables = self.generator_variables()
+        grads = g_tape.gradient(scaled, variables)
+        self.g_optimizer.apply_gradients(_present(grads, variables))
+        decay = ops.minimum(cfg.ema_decay, (1.0 + ops.cast(self.step, "float32"))
+                            / (10.0 + ops.cast(self.step, "float32")))
+        ema_update(ae, self.ema, decay)
+
+        logs.update(terms)
+        logs["total"] = total
+        return logs
+
+    def _reconstruct(self, images, site):
+        batch = ops.shape(images)[0]
+        cfg = self.config
+        noise = {"parent": self._normal((batch, cfg.code_dim), site),
+                 "child": self._normal((batch, cfg.code_dim), site + 1),
+                 "z": self._normal((batch, cfg.z_dim), site + 2)}
+        return self.autoencoder.reconstruct(images, self.sample_betas(batch, site + 3), noise,
+                                            training=True)

@@ -1,0 +1,137 @@
+"""Training driver: run dir, strategy, model, resume, the phase schedule, fit() per segment.
+
+Library code: takes a `Config`, never reads flags.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import tensorflow as tf
+
+from onegan_tf import callbacks as cb
+from onegan_tf import data, grids, rundir
+from onegan_tf.config import Config
+from onegan_tf.model import OneGAN, active_paths, phase_two_start
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief() -> bool:
+    """The chief (or worker 0 when there is no chief) writes files in multi-worker training."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = tf_config.get("task") or {}
+    if not task or task.get("type") == "chief":
+        return True
+    has_chief = "chief" in tf_config.get("cluster", {})
+    return task.get("type") == "worker" and task.get("index", 0) == 0 and not has_chief
+
+
+def parameter_counts(model: OneGAN) -> dict[str, int]:
+    return {name: int(net.count_params()) for name, net in model.networks().items()}
+
+
+def schedule_boundaries(config: Config) -> list[int]:
+    """Steps where the set of paths (or the clone loading) can change, plus the end."""
+    points = {config.fake_recon_start, config.real_recon_start, config.total_steps}
+    start = phase_two_start(config)
+    if start is not None:
+        points.add(start)
+    return sorted(p for p in points if 0 < p <= config.total_steps) or [config.total_steps]
+
+
+def build_model(config: Config, strategy=None) -> OneGAN:
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        model = OneGAN(config)
+        model.compile(jit_compile=config.jit_compile)
+    return model
+
+
+def generation_sampler(config: Config):
+    child, z = cb.fixed_generation_inputs(config)
+
+    def sample(model):
+        return grids.generation_grid(
+            {k: v.numpy() for k, v in model.ema.generate(child, z).items()})
+    return sample
+
+
+def reconstruction_sampler(config: Config, size: int = 12):
+    batch = data.evaluation_batch(config, size)
+
+    def sample(model):
+        out = model.ema.reconstruct(batch["image"])
+        return grids.reconstruction_grid(batch["image"].numpy(),
+                                         {k: v for k, v in out.items() if k != "encoded"},
+                                         batch.get("mask"))
+    return sample
+
+
+def train(config: Config, stream=None) -> OneGAN:
+    """Trains (or resumes) the run in config.run_dir up to config.total_steps."""
+    stream = stream or sys.stdout
+    say = lambda *a: print(*a, file=stream, flush=True)  # noqa: E731
+    run_dir = rundir.prepare(config)
+    strategy = make_strategy(config.strategy)
+    chief = is_chief()
+    model = build_model(config, strategy)
+
+    counts = parameter_counts(model)
+    say("parameters per network: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    if chief:
+        rundir.atomic_write(run_dir / "params.json", json.dumps(counts, indent=2) + "\n")
+
+    step = rundir.restore_latest(model, run_dir, log=say) or 0
+    if step:
+        say(f"resumed from {run_dir / 'checkpoints'} at step {step}")
+    if step >= config.total_steps:
+        say(f"run already at step {step} >= --total_steps={config.total_steps}; nothing to do")
+        return model
+
+    writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if chief else None
+    samplers = {"generation": generation_sampler(config)}
+    if config.dataset == "shapes":
+        samplers["reconstruction"] = reconstruction_sampler(config)
+    monitor = cb.TrainingMonitor(config, run_dir, samplers, writer, chief, stream)
+    clone_step = phase_two_start(config)
+    started = time.time()
+    for boundary in schedule_boundaries(config):
+        if boundary <= step:
+            continue
+        if clone_step is not None and step >= clone_step and not int(model.clones_loaded):
+            say(f"step {step}: Phase II starts; discriminator clones loaded")
+            model.load_discriminator_clones()
+        model.set_paths(active_paths(config, step))
+        dataset = data.training_dataset(config, start_step=step)
+        model.fit(dataset, steps_per_epoch=boundary - step, epochs=1, verbose=0, shuffle=False,
+                  callbacks=[monitor])
+        if monitor.failure:
+            last = rundir.list_checkpoints(run_dir)
+            kept = f"; last good checkpoint: {last[-1][1]}" if last else ""
+            raise cb.NonFiniteLossError(monitor.failure + kept)
+        step = int(model.step.numpy())
+        if chief:
+            rundir.save_checkpoint(model, run_dir, step, config.keep_checkpoints)
+    say(f"done: {step} steps in {time.time() - started:.0f}s; samples in {run_dir / 'samples'}")
+    return model
+
+
+def restore_for_inference(run_dir: str | Path) -> OneGAN:
+    """The model of a finished (or interrupted) run, at its newest checkpoint."""
+    config = rundir.load_config(run_dir)
+    model = build_model(config)
+    if rundir.restore_latest(model, run_dir) is None:
+        raise FileNotFoundError(f"--run_dir={run_dir}: no checkpoint to load")
+    return model
+
