@@ -29,7 +29,7 @@ class Config:
     seed: int = 0
 
     # Network sizes (FineGAN: ngf = ndf = 64 at 128 px).
-    gf_dim: int = 16  # generator width; 16*gf_dim channels at 4x4
+    gf_dim: int = 8  # generator width; 16*gf_dim channels at 4x4
     df_dim: int = 16  # discriminator width
     ef_dim: int = 16  # encoder width
     z_dim: int = 32  # d_z
@@ -52,10 +52,10 @@ class Config:
     mask_area_max: float = 0.9
 
     # Schedule (paper: 600k steps; Phase II from 200k; real reconstruction from 400k).
-    total_steps: int = 3000
-    phase1_steps: int = 1500  # Phase I length; D clones are loaded when Phase II starts
-    fake_recon_start: int = 1500
-    real_recon_start: int = 2250
+    total_steps: int = 2400
+    phase1_steps: int = 1200  # Phase I length; D clones are loaded when Phase II starts
+    fake_recon_start: int = 1200
+    real_recon_start: int = 1800
 
     # Ablations (Tables 1-3).
     multi_phase: bool = True  # False: every path from step 0 (the paper's failing ablation)
@@ -75,9 +75,9 @@ class Config:
 
     # Run directory and logging.
     run_dir: str = ""
-    log_every: int = 50
-    sample_every: int = 500
-    checkpoint_every: int = 500
+    log_every: int = 100
+    sample_every: int = 300
+    checkpoint_every: int = 300
     keep_checkpoints: int = 3
 
     @property

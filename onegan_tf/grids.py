@@ -26,16 +26,19 @@ def to_uint8(images, value_range=(-1.0, 1.0)) -> np.ndarray:
     return (images * 255.0 + 0.5).astype(np.uint8)
 
 
-def tile(rows: list[np.ndarray], pad: int = 2, scale: int = 1) -> np.ndarray:
-    """rows: list of uint8 [N, H, W, 3] (same N, H, W) -> one uint8 image [R*(H+pad), ...]."""
+def tile(rows: list[np.ndarray], pad: int = 2) -> np.ndarray:
+    """rows: list of uint8 [N, H, W, 3] (same N, H, W) -> one uint8 image [R*(H+pad), ...].
+
+    Cells smaller than 64 px are enlarged (nearest neighbour) so that grids are readable.
+    """
+    scale = max(1, 64 // rows[0].shape[1])
+    rows = [np.repeat(np.repeat(r, scale, axis=1), scale, axis=2) for r in rows]
     n, h, w, _ = rows[0].shape
     canvas = np.full((len(rows) * (h + pad) + pad, n * (w + pad) + pad, 3), 255, np.uint8)
     for r, row in enumerate(rows):
         for c in range(n):
             y, x = pad + r * (h + pad), pad + c * (w + pad)
             canvas[y:y + h, x:x + w] = row[c]
-    if scale > 1:
-        canvas = np.repeat(np.repeat(canvas, scale, axis=0), scale, axis=1)
     return canvas
 
 
@@ -60,11 +63,6 @@ def translation_grid(images, translations: list) -> np.ndarray:
     columns = [to_uint8(images)] + [to_uint8(t) for t in translations]
     stacked = np.stack(columns, axis=1)  # [N, 1 + K, H, W, 3]: one row per input image
     return tile(list(stacked))
-
-
-def upscale_for_viewing(grid: np.ndarray, min_cell: int = 64, cell: int = 32) -> np.ndarray:
-    factor = max(1, min_cell // cell)
-    return np.repeat(np.repeat(grid, factor, axis=0), factor, axis=1) if factor > 1 else grid
 
 
 def save_png(path, grid: np.ndarray) -> bytes:

@@ -11,10 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 from onegan_tf import callbacks as cb
-from onegan_tf import data, grids, rundir
+from onegan_tf import data, grids, inference, rundir
 from onegan_tf.config import Config
 from onegan_tf.model import OneGAN, active_paths, phase_two_start
 
@@ -68,13 +69,26 @@ def generation_sampler(config: Config):
 
 
 def reconstruction_sampler(config: Config, size: int = 12):
+    """Fig. 4 on fixed held-out images."""
     batch = data.evaluation_batch(config, size)
 
     def sample(model):
-        out = model.ema.reconstruct(batch["image"])
+        out = inference.reconstruct(model.ema, batch["image"])
         return grids.reconstruction_grid(batch["image"].numpy(),
-                                         {k: v for k, v in out.items() if k != "encoded"},
-                                         batch.get("mask"))
+                                         {k: v.numpy() for k, v in out.items()},
+                                         batch["mask"].numpy())
+    return sample
+
+
+def translation_sampler(config: Config, size: int = 6, targets: int = 6):
+    """Fig. 6: each held-out image re-rendered with several target child codes."""
+    images = data.evaluation_batch(config, size)["image"]
+    children = np.round(np.linspace(0, config.num_children - 1, targets)).astype(np.int32)
+
+    def sample(model):
+        return grids.translation_grid(
+            images.numpy(), [inference.translate(model.ema, images, c).numpy()
+                             for c in children])
     return sample
 
 
@@ -103,6 +117,7 @@ def train(config: Config, stream=None) -> OneGAN:
     samplers = {"generation": generation_sampler(config)}
     if config.dataset == "shapes":
         samplers["reconstruction"] = reconstruction_sampler(config)
+        samplers["translation"] = translation_sampler(config)
     monitor = cb.TrainingMonitor(config, run_dir, samplers, writer, chief, stream)
     clone_step = phase_two_start(config)
     started = time.time()
