@@ -132,13 +132,16 @@ class AutoEncoder(keras.Model):
         betas: dict beta1..beta4, each [B] (Eq. 9); None means inference (all 1: encoder
           vectors and bypasses only). noise: dict of standard-normal draws for the
           reparameterisation ("parent", "child", "z"); None uses the means.
-        child_one_hot: overrides the predicted child code (translation, Fig. 6).
+        child_one_hot: overrides the predicted child code (translation, Fig. 6); with the
+          default betas, beta2 is then 0 so that v_c comes from the child embedding.
         Returns image/foreground/mask/background, the encoder outputs and the codes.
         """
         batch = ops.shape(images)[0]
         if betas is None:
             ones = ops.ones((batch,))
             betas = {k: ones for k in ("beta1", "beta2", "beta3", "beta4")}
+            if child_one_hot is not None:  # the swapped code must reach G_fg2: v_c from V_c
+                betas["beta2"] = ops.zeros((batch,))
         enc = encoded if encoded is not None else self.encode(images, training=training)
 
         def sample(mean, log_var, key):  # reparameterisation trick

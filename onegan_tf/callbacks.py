@@ -27,10 +27,12 @@ class TrainingMonitor(keras.callbacks.Callback):
     * every `checkpoint_every` steps: an atomic checkpoint.
     """
 
-    def __init__(self, config, run_dir, samplers, writer=None, is_chief=True, stream=None):
+    def __init__(self, config, run_dir, samplers, writer=None, is_chief=True, stream=None,
+                 evaluator=None):
         super().__init__()
         self.config, self.run_dir = config, run_dir
         self.samplers = samplers  # name -> fn(model) -> uint8 grid
+        self.evaluator = evaluator  # fn(model) -> dict of metrics, or None
         self.writer, self.is_chief = writer, is_chief
         self.stream = stream or sys.stdout
         self.failure = None
@@ -52,13 +54,22 @@ class TrainingMonitor(keras.callbacks.Callback):
         for k, v in values.items():
             self._sums[k] = self._sums.get(k, 0.0) + v
         self._count += 1
+        self._last_step = step
         cfg = self.config
         if step % cfg.log_every == 0 or step == cfg.total_steps:
             self.log(step)
         if self.is_chief and (step % cfg.sample_every == 0 or step == cfg.total_steps):
             self.write_samples(step)
+        if self.evaluator and self.is_chief and (
+                step % cfg.eval_every == 0 or step == cfg.total_steps):
+            self.evaluate(step)
         if self.is_chief and step % cfg.checkpoint_every == 0:
             self.checkpoint(step)
+
+    def on_train_end(self, logs=None):
+        # Paths change only between fit() calls: close the window so no record mixes two.
+        if self._count and not self.failure:
+            self.log(self._last_step)
 
     # --- actions --------------------------------------------------------------------------------
     def log(self, step):
@@ -93,6 +104,17 @@ class TrainingMonitor(keras.callbacks.Callback):
               f"ETA {int(eta) // 60}:{int(eta) % 60:02d} | {shown}", file=self.stream,
               flush=True)
 
+    def evaluate(self, step):
+        results = self.evaluator(self.model)
+        rundir.append_stats(self.run_dir, {"step": step, **results})
+        if self.writer is not None:
+            with self.writer.as_default(step=step):
+                for k, v in results.items():
+                    tf.summary.scalar(k, v)
+        print(f"step {step} evaluation: " + " ".join(
+            f"{k.split('/')[-1]} {v:.3f}" for k, v in results.items()), file=self.stream,
+            flush=True)
+
     def write_samples(self, step):
         for name, sampler in self.samplers.items():
             grid = sampler(self.model)
@@ -103,6 +125,10 @@ class TrainingMonitor(keras.callbacks.Callback):
                     tf.summary.image(f"samples/{name}", grid[None], step=step)
 
     def checkpoint(self, step):
+        if not self.model.weights_are_finite():
+            self.failure = f"non-finite weights after step {step}"
+            self.model.stop_training = True
+            return
         rundir.save_checkpoint(self.model, self.run_dir, step, self.config.keep_checkpoints)
 
 

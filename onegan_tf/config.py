@@ -79,6 +79,8 @@ class Config:
     sample_every: int = 300
     checkpoint_every: int = 300
     keep_checkpoints: int = 3
+    eval_every: int = 300  # periodic evaluation on held-out data with ground truth
+    eval_examples: int = 512
 
     @property
     def bypass_size(self) -> int:
@@ -134,7 +136,8 @@ class Config:
             fail("fake_recon_start", f"must be >= --phase1_steps={self.phase1_steps}")
         if self.real_recon_start < self.fake_recon_start:
             fail("real_recon_start", f"must be >= --fake_recon_start={self.fake_recon_start}")
-        for field in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
+        for field in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints",
+                      "eval_every", "eval_examples"):
             if getattr(self, field) < 1:
                 fail(field, "must be positive")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -150,6 +153,7 @@ _PAPER = dict(
     image_size=128, gf_dim=64, df_dim=64, ef_dim=64, z_dim=100, code_dim=128, batch_size=20,
     total_steps=600_000, phase1_steps=200_000, fake_recon_start=200_000,
     real_recon_start=400_000, log_every=100, sample_every=5000, checkpoint_every=5000,
+    eval_every=10_000, eval_examples=1000,
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -157,7 +161,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(
         image_size=32, gf_dim=4, df_dim=4, ef_dim=4, z_dim=8, code_dim=8, batch_size=4,
         total_steps=30, phase1_steps=10, fake_recon_start=10, real_recon_start=20,
-        log_every=5, sample_every=15, checkpoint_every=10,
+        log_every=5, sample_every=15, checkpoint_every=10, eval_every=15, eval_examples=64,
     ),
     # The default demo on the built-in synthetic data (fits 15 minutes on 2 CPU cores).
     "shapes": dict(),

@@ -85,6 +85,7 @@ class OneGAN(keras.Model):
         self.autoencoder.build_all()
         self.ema.build_all()
         copy_weights(self.autoencoder, self.ema)
+        self.ema.trainable = False  # updated only by ema_update
         images = ops.zeros((1, cfg.image_size, cfg.image_size, 3))
         for d_bg, d_c in self.discriminator_pairs().values():
             d_bg(images)
@@ -135,6 +136,10 @@ class OneGAN(keras.Model):
         if tuple(paths) != self.paths:
             self.paths = tuple(paths)
             self.train_function = None
+
+    def weights_are_finite(self) -> bool:
+        return bool(all(tf.reduce_all(tf.math.is_finite(w)) for w in self.weights
+                        if "float" in str(w.dtype)))
 
     def load_discriminator_clones(self):
         """Phase II start: each reconstruction path's D pair <- the generation-path D pair."""

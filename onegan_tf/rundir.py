@@ -19,7 +19,7 @@ from onegan_tf.config import Config
 # Fields that may change when a run is resumed; any other difference is an error.
 RESUMABLE_FIELDS = frozenset({
     "total_steps", "run_dir", "log_every", "sample_every", "checkpoint_every",
-    "keep_checkpoints", "strategy", "jit_compile", "data_dir",
+    "keep_checkpoints", "strategy", "jit_compile", "data_dir", "eval_every", "eval_examples",
 })
 _CKPT = re.compile(r"^ckpt-(\d+)\.weights\.h5$")
 
@@ -106,7 +106,12 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
 
 
 def save_checkpoint(model, run_dir: str | Path, step: int, keep: int) -> Path:
-    """model.save_weights (weights, optimizer states, step) written atomically; prunes old ones."""
+    """model.save_weights (weights, optimizer states, step) written atomically; prunes old ones.
+
+    Refuses (ValueError) to save non-finite weights, so the newest checkpoint is always good.
+    """
+    if not model.weights_are_finite():
+        raise ValueError(f"step {step}: non-finite weights; checkpoint not written")
     directory = checkpoint_dir(run_dir)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"ckpt-{step:08d}.weights.h5"

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from onegan_tf import callbacks as cb
-from onegan_tf import data, grids, inference, rundir
+from onegan_tf import data, evaluation, grids, inference, rundir
 from onegan_tf.config import Config
 from onegan_tf.model import OneGAN, active_paths, phase_two_start
 
@@ -118,7 +118,12 @@ def train(config: Config, stream=None) -> OneGAN:
     if config.dataset == "shapes":
         samplers["reconstruction"] = reconstruction_sampler(config)
         samplers["translation"] = translation_sampler(config)
-    monitor = cb.TrainingMonitor(config, run_dir, samplers, writer, chief, stream)
+    evaluator = None
+    if config.dataset == "shapes":
+        examples = {k: v.numpy() for k, v in
+                    data.evaluation_batch(config, config.eval_examples).items()}
+        evaluator = lambda model: evaluation.quick_metrics(model.ema, examples)  # noqa: E731
+    monitor = cb.TrainingMonitor(config, run_dir, samplers, writer, chief, stream, evaluator)
     clone_step = phase_two_start(config)
     started = time.time()
     for boundary in schedule_boundaries(config):

@@ -1,0 +1,172 @@
+"""Tests for onegan_tf/config.py and the flag front end (onegan_tf/cli.py, onegan_tf/train.py)."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import pytest
+
+from onegan_tf import config as config_lib
+
+PAPER = {  # Sec. 5 / FineGAN: 128 px, ngf = ndf = 64, batch 20, Adam 2e-4 (0.5, 0.999)
+    "cub": (200, 20),
+    "dogs": (120, 12),
+    "cars": (196, 14),
+}
+
+
+def test_all_presets_exist_and_validate():
+    assert {"tiny", "shapes", "cub", "dogs", "cars"} <= set(config_lib.PRESETS)
+    for name in config_lib.PRESETS:
+        cfg = config_lib.preset(name)
+        assert isinstance(cfg, config_lib.Config)
+        assert cfg.validated() is cfg
+
+
+@pytest.mark.parametrize("name", sorted(PAPER))
+def test_paper_presets_have_paper_values(name):
+    cfg = config_lib.preset(name)
+    num_children, num_parents = PAPER[name]
+    assert cfg.dataset == name
+    assert (cfg.num_children, cfg.num_parents) == (num_children, num_parents)
+    assert cfg.image_size == 128
+    assert cfg.gf_dim == 64 and cfg.df_dim == 64
+    assert cfg.batch_size == 20
+    assert cfg.learning_rate == pytest.approx(2e-4)
+    assert (cfg.beta_1, cfg.beta_2) == (0.5, 0.999)
+    assert cfg.total_steps == 600_000
+    assert cfg.phase1_steps == 200_000
+    assert cfg.fake_recon_start == 200_000
+    assert cfg.real_recon_start == 400_000
+    # Paper's full method: every loss and both mixups on, multi-phase, real reconstruction.
+    assert cfg.multi_phase and cfg.real_recon and cfg.use_bypass and not cfg.phase1_only
+    assert cfg.mixup_vectors and cfg.mixup_tensors
+    assert cfg.use_rm_loss and cfg.use_vae_loss and cfg.use_per_loss
+    assert cfg.bg_adv_weight == 10.0 and cfg.rv_weight == 0.1 and cfg.rm_weight == 2.0
+    assert cfg.norm == "glu_layernorm"
+    assert cfg.bypass_size == 32  # image_size / 4
+
+
+def test_tiny_preset_is_small_and_has_every_phase():
+    cfg = config_lib.preset("tiny")
+    assert cfg.image_size == 32 and cfg.gf_dim <= 8 and cfg.df_dim <= 8
+    assert 0 < cfg.phase1_steps <= cfg.fake_recon_start < cfg.real_recon_start < cfg.total_steps
+
+
+def test_preset_overrides_apply():
+    cfg = config_lib.preset("cub", batch_size=8, total_steps=10, phase1_steps=2,
+                            fake_recon_start=3, real_recon_start=4)
+    assert cfg.batch_size == 8 and cfg.total_steps == 10 and cfg.num_children == 200
+
+
+@pytest.mark.parametrize(
+    "overrides, flag",
+    [
+        ({"dataset": "nope"}, "--dataset"),
+        ({"num_parents": 13, "num_children": 12}, "--num_parents"),
+        ({"image_size": 48}, "--image_size"),
+        ({"image_size": 8}, "--image_size"),
+        ({"image_size": 1024}, "--image_size"),
+        ({"total_steps": -1}, "--total_steps"),
+        ({"phase1_steps": 20, "fake_recon_start": 10}, "--fake_recon_start"),
+        ({"fake_recon_start": 25, "real_recon_start": 20}, "--real_recon_start"),
+        ({"norm": "groupnorm"}, "--norm"),
+        ({"strategy": "tpu"}, "--strategy"),
+        ({"mixed_precision": "float64"}, "--mixed_precision"),
+        ({"gf_dim": 5}, "--gf_dim"),
+        ({"batch_size": 0}, "--batch_size"),
+        ({"bypass_divisor": 3}, "--bypass_divisor"),
+        ({"bypass_divisor": 16}, "--bypass_divisor"),  # 32 / 16 = 2 < 4
+        ({"ema_decay": 1.0}, "--ema_decay"),
+        ({"learning_rate": 0.0}, "--learning_rate"),
+        ({"mask_area_min": 0.9, "mask_area_max": 0.1}, "--mask_area_min"),
+        ({"keep_checkpoints": 0}, "--keep_checkpoints"),
+    ],
+)
+def test_invalid_values_raise_naming_the_flag(overrides, flag):
+    with pytest.raises(ValueError, match=flag + "="):
+        config_lib.preset("tiny", **overrides)
+    # Config.replace validates too.
+    with pytest.raises(ValueError, match=flag + "="):
+        config_lib.preset("tiny").replace(**overrides)
+
+
+def test_unknown_preset_names_the_flag():
+    with pytest.raises(ValueError, match="--preset="):
+        config_lib.preset("imagenet")
+
+
+def test_error_message_shows_the_bad_value_and_the_limit():
+    with pytest.raises(ValueError) as info:
+        config_lib.preset("tiny", num_parents=20, num_children=7)
+    assert "--num_parents=20" in str(info.value) and "--num_children=7" in str(info.value)
+
+
+def test_config_is_frozen():
+    cfg = config_lib.preset("tiny")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.gf_dim = 8  # type: ignore[misc]
+    changed = cfg.replace(gf_dim=8)
+    assert changed.gf_dim == 8 and cfg.gf_dim == config_lib.PRESETS["tiny"]["gf_dim"]
+    assert hash(cfg) == hash(config_lib.preset("tiny"))  # frozen dataclasses are hashable
+
+
+@pytest.mark.parametrize("name", sorted(config_lib.PRESETS))
+def test_json_round_trip(name):
+    cfg = config_lib.preset(name, run_dir="/tmp/somewhere", jit_compile=True)
+    text = cfg.to_json()
+    assert json.loads(text)["run_dir"] == "/tmp/somewhere"
+    assert config_lib.Config.from_json(text) == cfg
+
+
+def test_from_json_ignores_unknown_keys_and_validates():
+    values = json.loads(config_lib.preset("tiny").to_json())
+    values["field_from_the_future"] = 1
+    assert config_lib.Config.from_json(json.dumps(values)) == config_lib.preset("tiny")
+    values["num_parents"] = 99
+    with pytest.raises(ValueError, match="--num_parents="):
+        config_lib.Config.from_json(json.dumps(values))
+
+
+def test_bypass_size_follows_divisor():
+    assert config_lib.preset("tiny").bypass_size == 8
+    assert config_lib.preset("tiny", bypass_divisor=2).bypass_size == 16
+
+
+# --- flags (subprocesses: absl parses sys.argv once per process) ---------------------------------
+def _train_cli(args, env, cwd, python_args=()):
+    return subprocess.run([sys.executable, *python_args, "-m", "onegan_tf.train", *args],
+                          capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+
+
+def test_dry_run_with_flagfile_and_overrides(tmp_path, subprocess_env, repo_root):
+    flagfile = tmp_path / "test.flags"
+    flagfile.write_text("--preset=dogs\n--batch_size=7\n--norm=glu_instancenorm\n"
+                        "--nouse_per_loss\n")
+    result = _train_cli([f"--flagfile={flagfile}", "--learning_rate=0.001", "--dry_run",
+                         f"--run_dir={tmp_path / 'run'}"], subprocess_env, repo_root,
+                        python_args=("-X", "importtime"))
+    assert result.returncode == 0, result.stderr
+    printed = config_lib.Config.from_json(result.stdout)
+    expected = config_lib.preset("dogs", batch_size=7, norm="glu_instancenorm",
+                                 use_per_loss=False, learning_rate=0.001,
+                                 run_dir=str(tmp_path / "run"))
+    assert printed == expected
+    # --dry_run answers without importing TensorFlow (-X importtime lists every import).
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    assert "onegan_tf.config" in imported and "absl.flags" in imported
+    assert not any(name.split(".")[0] in ("tensorflow", "keras") for name in imported)
+
+
+def test_bad_flags_exit_nonzero_naming_the_flag(tmp_path, subprocess_env, repo_root):
+    # --dataset picks the preset when --preset is absent; the default run dir is runs/<preset>.
+    ok = _train_cli(["--dataset=cars", "--dry_run"], subprocess_env, repo_root)
+    assert ok.returncode == 0, ok.stderr
+    cars = json.loads(ok.stdout)
+    assert cars["num_children"] == 196 and cars["run_dir"].endswith("cars")
+    bad = _train_cli(["--preset=tiny", "--num_parents=50", "--dry_run"], subprocess_env,
+                     repo_root)
+    assert bad.returncode != 0
+    assert "--num_parents=50" in bad.stderr
+    assert bad.stdout.strip() == ""

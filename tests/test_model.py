@@ -1,0 +1,434 @@
+"""Tests for onegan_tf/model.py: which variables each update touches, the EMA, the phase
+schedule, the discriminator clones, and finite losses over Phase II steps."""
+
+import types
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from onegan_tf import config as config_lib
+from onegan_tf import data, train_lib
+from onegan_tf.model import OneGAN, active_paths, phase_two_start
+
+BATCH = 4
+
+
+# --- helpers ----------------------------------------------------------------------------------
+def _ids(variables):
+    return {id(v) for v in variables}
+
+
+def _snapshot(variables):
+    return [v.numpy().copy() for v in variables]
+
+
+def _changed(variables, before):
+    """Per variable: did any element change?"""
+    return [not np.array_equal(v.numpy(), b) for v, b in zip(variables, before, strict=True)]
+
+
+def _random_batches(cfg, seed=0):
+    rng = np.random.default_rng(seed)
+    shape = (BATCH, cfg.image_size, cfg.image_size, 3)
+    batch = {"image": rng.uniform(-1, 1, shape).astype(np.float32),
+             "background": rng.uniform(-1, 1, shape).astype(np.float32)}
+    return tf.data.Dataset.from_tensors(batch).repeat()
+
+
+def _d_pairs_vars(model, path):
+    d_bg, d_c = model.discriminator_pairs()[path]
+    return d_bg.trainable_variables + d_c.trainable_variables
+
+
+class _LogRecorder(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches.append({k: float(v) for k, v in (logs or {}).items()})
+
+
+class _ApplySpy:
+    """Wraps optimizer.apply_gradients (on the instance) and records the variables it receives.
+
+    In a traced train_step this runs at trace time: it sees exactly the variable list that the
+    compiled step applies on every iteration."""
+
+    def __init__(self, optimizer):
+        self.optimizer, self.calls = optimizer, []
+        self.original = optimizer.apply_gradients
+
+        def spy(grads_and_vars):
+            pairs = list(grads_and_vars)
+            self.calls.append([v for _, v in pairs])
+            return self.original(pairs)
+
+        optimizer.apply_gradients = spy
+
+    def restore(self):
+        del self.optimizer.apply_gradients  # back to the class method
+
+    @property
+    def variables(self):
+        return [v for call in self.calls for v in call]
+
+
+# --- variable partition (no training) --------------------------------------------------------
+@pytest.fixture(scope="module")
+def cfg():
+    return config_lib.preset("tiny", batch_size=BATCH)
+
+
+def test_variable_sets_are_disjoint(tiny_model):
+    model = tiny_model
+    ae_ids = _ids(model.autoencoder.trainable_variables)
+    ema_ids = _ids(model.ema.weights)
+    d_c = model.object_discriminator
+    info_ids = _ids(d_c.info_variables)
+    generator_ids = _ids(model.generator_variables())
+    assert generator_ids == ae_ids | info_ids
+    assert not generator_ids & ema_ids
+    all_d_ids = set()
+    for path in ("generation", "fake", "real"):
+        d_ids = _ids(model.discriminator_variables(path))
+        d_bg, d_c_path = model.discriminator_pairs()[path]
+        assert d_ids == _ids(d_bg.trainable_variables) | _ids(d_c_path.adversarial_variables)
+        assert not d_ids & generator_ids, path
+        assert not d_ids & ema_ids
+        assert not d_ids & all_d_ids  # each path has its own pair
+        all_d_ids |= d_ids
+    # The G/E optimizer was built on exactly the generator-side list; each D optimizer on its
+    # path's adversarial variables (Keras refuses to apply to a variable outside that list).
+    assert _ids(model.g_optimizer._trainable_variables) == generator_ids
+    for path, opt in model.d_optimizers().items():
+        assert _ids(opt._trainable_variables) == _ids(model.discriminator_variables(path))
+    # Every trainable variable of the training networks is trained by exactly one optimizer.
+    trained = {id(v) for opt in [model.g_optimizer, *model.d_optimizers().values()]
+               for v in opt._trainable_variables}
+    expected = ae_ids | {id(v) for p in ("generation", "fake", "real")
+                         for v in _d_pairs_vars(model, p)}
+    # Clone info heads are never trained (only D_c's info head is, by the G/E loss).
+    clone_info = {id(v) for p in ("fake", "real")
+                  for v in model.discriminator_pairs()[p][1].info_variables}
+    assert trained == expected - clone_info
+
+
+@pytest.fixture(scope="module")
+def eager_model(cfg):
+    keras.utils.set_random_seed(1)
+    return train_lib.build_model(cfg)
+
+
+def _fake_batch(model, cfg, seed):
+    child = tf.random.stateless_uniform((BATCH,), (seed, 0), 0, cfg.num_children, tf.int32)
+    z = tf.random.stateless_normal((BATCH, cfg.z_dim), (seed, 1))
+    real = tf.random.stateless_uniform((BATCH, 32, 32, 3), (seed, 2), -1, 1)
+    real_bg = tf.random.stateless_uniform((BATCH, 32, 32, 3), (seed, 3), -1, 1)
+    return child, z, real, real_bg
+
+
+def test_discriminator_update_touches_only_discriminators(eager_model, cfg):
+    model = eager_model
+    child, z, real, real_bg = _fake_batch(model, cfg, 5)
+    everything = model.trainable_variables + model.g_optimizer._trainable_variables
+    everything = list({id(v): v for v in everything}.values())
+    with tf.GradientTape() as tape:
+        gen = model.autoencoder.generate(child, z, training=True)
+        terms = model.discriminator_losses("generation", real, real_bg,
+                                           tf.stop_gradient(gen["image"]),
+                                           tf.stop_gradient(gen["background"]))
+    assert set(terms) == {"D_generation/bgA", "D_generation/bgB", "D_generation/cA",
+                          "D_generation/total"}
+    expected_total = (cfg.bg_adv_weight * terms["D_generation/bgA"]
+                      + terms["D_generation/bgB"] + terms["D_generation/cA"])
+    np.testing.assert_allclose(float(terms["D_generation/total"]), float(expected_total),
+                               rtol=1e-6)
+    grads = tape.gradient(terms["D_generation/total"], everything)
+    with_grad = {id(v) for v, g in zip(everything, grads) if g is not None}
+    # The D loss reaches D_bg and D_c's adversarial part only: fakes are detached, the info
+    # head is not in Eq. 10, the clones are other networks.
+    d_vars = model.discriminator_variables("generation")
+    assert with_grad == _ids(d_vars)
+    # Applying the D optimizer as train_step does changes exactly those variables.
+    before = _snapshot(everything)
+    by_id = dict(zip(map(id, everything), grads))
+    model.d_optimizer.apply_gradients([(by_id[id(v)], v) for v in d_vars])
+    changed = {id(v) for v, c in zip(everything, _changed(everything, before)) if c}
+    assert changed == _ids(d_vars)
+
+
+def test_generator_update_leaves_discriminators_alone(eager_model, cfg):
+    model = eager_model
+    child, z, _, _ = _fake_batch(model, cfg, 6)
+    everything = list({id(v): v for v in model.trainable_variables
+                       + model.g_optimizer._trainable_variables}.values())
+    with tf.GradientTape(persistent=True) as tape:
+        gen = model.autoencoder.generate(child, z, training=True)
+        terms = model.generation_path(gen, child)
+    grads = tape.gradient(terms["gen/total"], everything)
+    with_grad = {id(v) for v, g in zip(everything, grads) if g is not None}
+    adversarial = _ids(model.discriminator_variables("generation"))
+    # The generator loss flows through D (so D's variables DO get gradients here) ...
+    assert adversarial <= with_grad
+    # ... which is why the G/E optimizer must not be given them: apply exactly as train_step.
+    variables = model.generator_variables()
+    g_grads = tape.gradient(terms["gen/total"], variables)
+    del tape
+    before = _snapshot(everything)
+    present = [(g, v) for g, v in zip(g_grads, variables) if g is not None]
+    model.g_optimizer.apply_gradients(present)
+    changed = {id(v) for v, c in zip(everything, _changed(everything, before)) if c}
+    assert changed == {id(v) for _, v in present}
+    assert not changed & adversarial
+    assert _ids(model.object_discriminator.info_variables) <= changed  # InfoGAN head: G side
+    assert not changed & _ids(model.ema.weights)
+    # Feeding a discriminator variable to the G/E optimizer is refused outright.
+    d_var = model.discriminator_variables("generation")[0]
+    with pytest.raises(ValueError, match="Unknown variable"):
+        model.g_optimizer.apply_gradients([(tf.zeros_like(d_var), d_var)])
+
+
+def test_generation_path_terms(eager_model, cfg):
+    model = eager_model
+    child, z, _, _ = _fake_batch(model, cfg, 7)
+    gen = model.autoencoder.generate(child, z, training=True)
+    terms = {k: float(v) for k, v in model.generation_path(gen, child).items()}
+    t = {k.split("/", 1)[1]: v for k, v in terms.items()}
+    assert t["G"] == pytest.approx(cfg.bg_adv_weight * t["bgA"] + t["bgB"] + t["cA"], rel=1e-5)
+    expected = (t["G"] + t["CE_parent"] + t["CE_child"] + t["CE_info"] + t["MSE_v_c"]
+                + t["MSE_v_p"] + t["MSE_fg"] + t["MSE_bg"] + cfg.rv_weight * t["R_v"]
+                + cfg.rm_weight * t["R_M"])
+    assert t["total"] == pytest.approx(expected, rel=1e-5)
+    assert t["mask_area"] == pytest.approx(float(tf.reduce_mean(gen["mask"])), rel=1e-5)
+    # CE_parent uses the tied parent of each sampled child (phi_p = floor(phi_c N_P / N_C)).
+    enc = model.autoencoder.encode(gen["image"], training=True)
+    logits = enc["parent_logits"].numpy()
+    parent = (child.numpy() * cfg.num_parents) // cfg.num_children
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    assert t["CE_parent"] == pytest.approx(-log_p[np.arange(BATCH), parent].mean(), rel=1e-4)
+
+
+# --- one real train_step (Phase I) and then Phase II ------------------------------------------
+@pytest.fixture(scope="module")
+def phase_one(cfg):
+    """A fresh model, every weight snapshotted, then ONE real train_step through fit()."""
+    keras.utils.set_random_seed(2)
+    model = train_lib.build_model(cfg)
+    assert model.paths == ("generation",)
+    nets = model.networks()
+    before = {name: _snapshot(net.weights) for name, net in nets.items()}
+    before["ema"] = _snapshot(model.ema.weights)
+    before["autoencoder"] = _snapshot(model.autoencoder.weights)
+    spies = {"g": _ApplySpy(model.g_optimizer), "d": _ApplySpy(model.d_optimizer)}
+    recorder = _LogRecorder()
+    try:
+        model.fit(_random_batches(cfg), steps_per_epoch=1, epochs=1, verbose=0,
+                  callbacks=[recorder])
+    finally:
+        for spy in spies.values():
+            spy.restore()
+    return types.SimpleNamespace(model=model, before=before, spies=spies, logs=recorder.batches)
+
+
+def test_train_step_phase_one_logs(phase_one):
+    model = phase_one.model
+    assert int(model.step) == 1 and int(model.d_optimizer.iterations) == 1
+    (logs,) = phase_one.logs
+    assert {k.split("/")[0] for k in logs if "/" in k} == {"gen", "D_generation"}
+    assert all(np.isfinite(v) for v in logs.values())
+
+
+def test_train_step_optimizers_receive_the_right_variables(phase_one):
+    model = phase_one.model
+    g_vars = phase_one.spies["g"].variables
+    d_vars = phase_one.spies["d"].variables
+    assert len(phase_one.spies["g"].calls) == 1 and len(phase_one.spies["d"].calls) == 1
+    assert _ids(g_vars) <= _ids(model.generator_variables())
+    for path in ("generation", "fake", "real"):
+        assert not _ids(g_vars) & _ids(model.discriminator_variables(path))
+    assert _ids(d_vars) == _ids(model.discriminator_variables("generation"))
+    # Only the Gaussian heads that Phase I never samples from go without a gradient.
+    skipped = [v for v in model.generator_variables() if id(v) not in _ids(g_vars)]
+    assert skipped, "Phase I should leave the log-variance/z heads without gradient"
+    for v in skipped:
+        assert any(s in v.path for s in ("log_var", "z_mean")), v.path
+
+
+def test_train_step_phase_one_changes(phase_one):
+    model, before = phase_one.model, phase_one.before
+    nets = model.networks()
+    # D_bg and D_c (adversarial part) moved; their clones did not (Phase I).
+    for name in ("D_bg", "D_c"):
+        net = nets[name]
+        moved = dict(zip(map(id, net.weights), _changed(net.weights, before[name])))
+        adversarial = (net.trainable_variables if name == "D_bg"
+                       else net.adversarial_variables)
+        assert all(moved[id(v)] for v in adversarial), name
+    for name in ("D_bg_fake", "D_c_fake", "D_bg_real", "D_c_real"):
+        assert not any(_changed(nets[name].weights, before[name])), name
+    assert int(model.d_optimizer_fake.iterations) == 0
+    assert int(model.d_optimizer_real.iterations) == 0
+    # D_c's info head is trained (by the G/E optimizer).
+    d_c = nets["D_c"]
+    moved = dict(zip(map(id, d_c.weights), _changed(d_c.weights, before["D_c"])))
+    assert all(moved[id(v)] for v in d_c.info_variables)
+    # Every autoencoder variable that received a gradient changed, the others did not.
+    ae = model.autoencoder
+    received = _ids(phase_one.spies["g"].variables)
+    for v, changed in zip(ae.weights, _changed(ae.weights, before["autoencoder"])):
+        assert changed == (id(v) in received), v.path
+
+
+def test_ema_moves_toward_the_trained_weights(phase_one):
+    model = phase_one.model
+    ema_before, ae_before = phase_one.before["ema"], phase_one.before["autoencoder"]
+    np.testing.assert_array_equal(ema_before[0], ae_before[0])  # EMA starts as a copy
+    step = int(model.step)
+    decay = min(model.config.ema_decay, (1.0 + step) / (10.0 + step))  # warm-up of the EMA
+    moved = 0
+    for e, a, e0 in zip(model.ema.weights, model.autoencoder.weights, ema_before, strict=True):
+        e, a = e.numpy(), a.numpy()
+        np.testing.assert_allclose(e, decay * e0 + (1.0 - decay) * a, rtol=1e-5, atol=1e-7)
+        if not np.array_equal(a, e0):
+            moved += 1
+            # Strictly between the old EMA and the new weights.
+            assert np.abs(e - a).sum() < np.abs(e0 - a).sum()
+            assert np.abs(e - e0).sum() > 0
+    assert moved > 0
+
+
+@pytest.fixture(scope="module")
+def phase_two(phase_one, cfg):
+    """Continues phase_one's model: loads the clones, then 20 steps of all three paths on the
+    real training pipeline."""
+    model = phase_one.model
+    pairs = model.discriminator_pairs()
+    differed_before_load = any(
+        not np.array_equal(a, b)
+        for a, b in zip(pairs["generation"][0].get_weights(), pairs["fake"][0].get_weights()))
+    model.load_discriminator_clones()
+    loaded = {path: [_snapshot(net.weights) for net in pairs[path]] for path in pairs}
+    model.set_paths(("generation", "fake", "real"))
+    assert model.train_function is None  # the new path set retraces train_step
+    recorder = _LogRecorder()
+    model.fit(data.training_dataset(cfg, start_step=1), steps_per_epoch=20, epochs=1,
+              verbose=0, callbacks=[recorder])
+    return types.SimpleNamespace(model=model, loaded=loaded, logs=recorder.batches,
+                                 differed_before_load=differed_before_load)
+
+
+def test_load_discriminator_clones_copies_weights(phase_two):
+    assert phase_two.differed_before_load
+    generation = phase_two.loaded["generation"]
+    for path in ("fake", "real"):
+        for original, clone in zip(generation, phase_two.loaded[path]):
+            for a, b in zip(original, clone, strict=True):
+                np.testing.assert_array_equal(a, b)
+    assert int(phase_two.model.clones_loaded) == 1
+
+
+def test_phase_two_losses_finite_for_every_step(phase_two):
+    logs = phase_two.logs
+    assert len(logs) == 20
+    prefixes = {k.split("/")[0] for k in logs[0] if "/" in k}
+    assert prefixes == {"gen", "fake", "real", "D_generation", "D_fake", "D_real"}
+    for step, record in enumerate(logs):
+        bad = {k: v for k, v in record.items() if not np.isfinite(v)}
+        assert not bad, f"non-finite at step {step}: {bad}"
+    for record in logs:
+        assert record["total"] == pytest.approx(
+            record["gen/total"] + record["fake/total"] + record["real/total"], rel=1e-4)
+
+
+def test_clones_train_separately_in_phase_two(phase_two):
+    model = phase_two.model
+    assert int(model.step) == 21
+    assert int(model.d_optimizer.iterations) == 21
+    assert int(model.d_optimizer_fake.iterations) == 20
+    assert int(model.d_optimizer_real.iterations) == 20
+    pairs = model.discriminator_pairs()
+    for i in range(2):  # D_bg, D_c
+        weights = {p: pairs[p][i].get_weights() for p in pairs}
+        for p, q in (("generation", "fake"), ("generation", "real"), ("fake", "real")):
+            assert any(not np.array_equal(a, b) for a, b in zip(weights[p], weights[q])), (p, q)
+    # Clone info heads are not trained by anyone: still the values copied at load time.
+    for path in ("fake", "real"):
+        d_c = pairs[path][1]
+        loaded = dict(zip(map(id, d_c.weights), phase_two.loaded[path][1]))
+        for v in d_c.info_variables:
+            np.testing.assert_array_equal(v.numpy(), loaded[id(v)])
+
+
+# --- schedule ---------------------------------------------------------------------------------
+def test_active_paths_boundaries():
+    cfg = config_lib.preset("tiny", phase1_steps=10, fake_recon_start=12, real_recon_start=20)
+    gen, fake, real = "generation", "fake", "real"
+    assert active_paths(cfg, 0) == (gen,)
+    assert active_paths(cfg, 9) == (gen,)
+    assert active_paths(cfg, 11) == (gen,)  # Phase II started (clones) but no fake recon yet
+    assert active_paths(cfg, 12) == (gen, fake)
+    assert active_paths(cfg, 19) == (gen, fake)
+    assert active_paths(cfg, 20) == (gen, fake, real)
+    assert active_paths(cfg, 10**6) == (gen, fake, real)
+    assert phase_two_start(cfg) == 10
+
+
+def test_active_paths_paper_schedule():
+    cfg = config_lib.preset("cub")
+    assert active_paths(cfg, cfg.phase1_steps - 1) == ("generation",)
+    assert active_paths(cfg, cfg.fake_recon_start) == ("generation", "fake")
+    assert active_paths(cfg, cfg.real_recon_start - 1) == ("generation", "fake")
+    assert active_paths(cfg, cfg.real_recon_start) == ("generation", "fake", "real")
+    assert phase_two_start(cfg) == 200_000
+
+
+def test_active_paths_ablations():
+    tiny = config_lib.preset("tiny")
+    only = tiny.replace(phase1_only=True)
+    assert all(active_paths(only, s) == ("generation",) for s in (0, 10, 20, 29, 10**6))
+    assert phase_two_start(only) is None
+    flat = tiny.replace(multi_phase=False)
+    assert active_paths(flat, 0) == ("generation", "fake", "real")
+    assert phase_two_start(flat) == 0
+    no_real = tiny.replace(real_recon=False)
+    assert active_paths(no_real, 10**6) == ("generation", "fake")
+    assert active_paths(no_real.replace(multi_phase=False), 0) == ("generation", "fake")
+
+
+def test_schedule_boundaries():
+    tiny = config_lib.preset("tiny")  # phase1 10, fake 10, real 20, total 30
+    assert train_lib.schedule_boundaries(tiny) == [10, 20, 30]
+    assert train_lib.schedule_boundaries(tiny.replace(total_steps=12)) == [10, 12]
+    assert train_lib.schedule_boundaries(tiny.replace(multi_phase=False)) == [10, 20, 30]
+    short = tiny.replace(total_steps=5)
+    assert train_lib.schedule_boundaries(short) == [5]
+
+
+def _betas(cfg, step=3, batch=64, site=10):
+    """OneGAN.sample_betas on a stand-in holding only what it reads (config and step)."""
+    stand_in = types.SimpleNamespace(config=cfg, step=tf.Variable(step, dtype=tf.int64))
+    stand_in._seed = lambda s: OneGAN._seed(stand_in, s)
+    stand_in._uniform = lambda *a, **k: OneGAN._uniform(stand_in, *a, **k)
+    return {k: v.numpy() for k, v in OneGAN.sample_betas(stand_in, batch, site).items()}
+
+
+def test_sample_betas_ranges_and_ablations():
+    tiny = config_lib.preset("tiny")
+    betas = _betas(tiny)
+    for key in ("beta1", "beta2"):
+        assert betas[key].shape == (64,) and 0 <= betas[key].min() and betas[key].max() < 1
+        assert betas[key].std() > 0.1  # U[0, 1]
+    for key in ("beta3", "beta4"):
+        assert 0.5 <= betas[key].min() and betas[key].max() < 1  # U[0.5, 1]
+    assert not np.array_equal(betas["beta1"], betas["beta2"])  # independent draws
+    np.testing.assert_array_equal(_betas(tiny)["beta1"], betas["beta1"])  # stateless
+    assert not np.array_equal(_betas(tiny, step=4)["beta1"], betas["beta1"])
+    no_vectors = _betas(tiny.replace(mixup_vectors=False))
+    assert np.all(no_vectors["beta1"] == 1) and np.all(no_vectors["beta2"] == 1)
+    no_tensors = _betas(tiny.replace(mixup_tensors=False))
+    assert np.all(no_tensors["beta3"] == 1) and np.all(no_tensors["beta4"] == 1)
+    no_bypass = _betas(tiny.replace(use_bypass=False))
+    assert np.all(no_bypass["beta3"] == 0) and np.all(no_bypass["beta4"] == 0)
