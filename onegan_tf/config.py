@@ -27,6 +27,7 @@ class Config:
     num_parents: int = 4  # N_P
     num_children: int = 12  # N_C
     seed: int = 0
+    strict_data: bool = False  # unreadable input files: error instead of skip-with-warning
 
     # Network sizes (FineGAN: ngf = ndf = 64 at 128 px).
     gf_dim: int = 8  # generator width; 16*gf_dim channels at 4x4
