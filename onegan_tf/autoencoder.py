@@ -36,6 +36,24 @@ def straight_through_one_hot(logits):
     return soft + ops.stop_gradient(hard - soft)
 
 
+def ablate_betas(config: Config, betas: dict) -> dict:
+    """Applies the module ablations of Table 3b to Eq. 9's betas: the one place that reads
+    `mixup_vectors`, `mixup_tensors` and `use_bypass` (training and inference alike).
+
+    No mixup 1, 2: the encoders' vectors only (beta = 1). No mixup 3, 4: the bypasses only
+    (beta = 1). No bypass: the pre-images only (beta = 0), so B_fg, B_bg get no gradient.
+    """
+    betas = dict(betas)
+    ones, zeros = ops.ones_like(betas["beta1"]), ops.zeros_like(betas["beta1"])
+    if not config.mixup_vectors:
+        betas["beta1"] = betas["beta2"] = ones
+    if not config.mixup_tensors:
+        betas["beta3"] = betas["beta4"] = ones
+    if not config.use_bypass:
+        betas["beta3"] = betas["beta4"] = zeros
+    return betas
+
+
 @keras.saving.register_keras_serializable("onegan")
 class AutoEncoder(keras.Model):
     """V_bg, V_p, V_c, G_bg0, G_bg1, G_fg0, G_fg1, G_fg2, E_p, E_c, E_bg (DESIGN section 4)."""

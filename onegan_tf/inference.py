@@ -11,17 +11,20 @@ from __future__ import annotations
 import tensorflow as tf
 from keras import ops
 
-from onegan_tf.autoencoder import AutoEncoder
+from onegan_tf.autoencoder import AutoEncoder, ablate_betas
 from onegan_tf.generators import compose
 
 
 def inference_betas(autoencoder: AutoEncoder, batch, translate: bool = False):
-    """Fixed Eq. 9 betas. translate=True takes v_c from the child embedding (beta2 = 0), so
-    that a swapped child code changes the style (Fig. 6)."""
-    ones, zeros = ops.ones((batch,)), ops.zeros((batch,))
-    bypass = ones if autoencoder.config.use_bypass else zeros
-    return {"beta1": ones, "beta2": zeros if translate else ones, "beta3": bypass,
-            "beta4": bypass}
+    """Fixed Eq. 9 betas: 1 everywhere (encoder means and bypasses), then the ablations.
+    translate=True takes v_c from the child embedding (beta2 = 0), so that a swapped child
+    code changes the style (Fig. 6)."""
+    ones = ops.ones((batch,))
+    betas = ablate_betas(autoencoder.config, {k: ones for k in ("beta1", "beta2", "beta3",
+                                                                "beta4")})
+    if translate:
+        betas["beta2"] = ops.zeros((batch,))
+    return betas
 
 
 def reconstruct(autoencoder: AutoEncoder, images):

@@ -14,7 +14,7 @@ import tensorflow as tf
 from keras import ops
 
 from onegan_tf import losses
-from onegan_tf.autoencoder import AutoEncoder, copy_weights, ema_update
+from onegan_tf.autoencoder import AutoEncoder, ablate_betas, copy_weights, ema_update
 from onegan_tf.config import Config
 from onegan_tf.discriminators import BackgroundDiscriminator, ObjectDiscriminator
 
@@ -164,16 +164,12 @@ class OneGAN(keras.Model):
         return tf.random.stateless_normal(shape, self._seed(site))
 
     def sample_betas(self, batch: int, site: int):
-        """Eq. 9's betas, per example; the one place that reads the mixup/bypass ablations."""
-        cfg = self.config
-        ones = ops.ones((batch,))
-        b1 = self._uniform((batch,), site) if cfg.mixup_vectors else ones
-        b2 = self._uniform((batch,), site + 1) if cfg.mixup_vectors else ones
-        b3 = self._uniform((batch,), site + 2, 0.5, 1.0) if cfg.mixup_tensors else ones
-        b4 = self._uniform((batch,), site + 3, 0.5, 1.0) if cfg.mixup_tensors else ones
-        if not cfg.use_bypass:
-            b3 = b4 = ops.zeros((batch,))
-        return {"beta1": b1, "beta2": b2, "beta3": b3, "beta4": b4}
+        """Eq. 9's betas, per example: beta1, beta2 ~ U[0, 1]; beta3, beta4 ~ U[0.5, 1]."""
+        betas = {"beta1": self._uniform((batch,), site),
+                 "beta2": self._uniform((batch,), site + 1),
+                 "beta3": self._uniform((batch,), site + 2, 0.5, 1.0),
+                 "beta4": self._uniform((batch,), site + 3, 0.5, 1.0)}
+        return ablate_betas(self.config, betas)
 
     # --- losses of each path ------------------------------------------------------------
     def discriminator_losses(self, path, real_images, real_backgrounds, fake_images,

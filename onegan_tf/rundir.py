@@ -19,7 +19,8 @@ from onegan_tf.config import Config
 # Fields that may change when a run is resumed; any other difference is an error.
 RESUMABLE_FIELDS = frozenset({
     "total_steps", "run_dir", "log_every", "sample_every", "checkpoint_every",
-    "keep_checkpoints", "strategy", "jit_compile", "data_dir", "strict_data", "eval_every", "eval_examples",
+    "keep_checkpoints", "strategy", "jit_compile", "data_dir", "strict_data", "eval_every",
+    "eval_examples",
 })
 _CKPT = re.compile(r"^ckpt-(\d+)\.weights\.h5$")
 

@@ -1,0 +1,152 @@
+"""SavedModel signatures of a trained OneGAN (the inference API of `inference.py`), and helpers
+to load and call them safely.
+
+Signatures (inputs -> outputs; B is free, S = config.image_size):
+
+| signature | inputs | outputs |
+|---|---|---|
+| `segment` (= `serving_default`) | images f32 [B,S,S,3] in [-1,1] | mask f32 [B,S,S,1] in [0,1] |
+| `cluster` | images | parent_probs [B,N_P], child_probs [B,N_C], parent, child int32 [B] |
+| `reconstruct` | images | image, foreground, background [B,S,S,3]; mask [B,S,S,1] |
+| `remove_object` | images | background [B,S,S,3] |
+| `translate` | images, child_id int32 [B] | image [B,S,S,3] |
+| `generate` | child_id int32 [B], seed int32 [B] | image, foreground, mask, background |
+| `generate_from_z` | child_id int32 [B], z f32 [B,d_z] | as `generate` |
+| `<name>_bytes` | image_bytes string [B] (+ child_id) | as `<name>`, at S x S |
+
+The `_bytes` variants (segment, cluster, reconstruct, remove_object, translate) take encoded
+JPEG/PNG/BMP/GIF images of any size (REST clients send them as {"b64": ...}); they are decoded,
+resized to S x S (bilinear) and scaled to [-1, 1] inside the graph. `generate` draws
+z_i ~ N(0, I) from `seed_i` alone (`seeded_z`), so a (child_id, seed) pair gives the same image
+in any batch.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from onegan_tf import inference
+from onegan_tf.autoencoder import AutoEncoder
+
+IMAGE_SIGNATURES = ("segment", "cluster", "reconstruct", "remove_object", "translate")
+SIGNATURES = ("segment", "cluster", "generate", "generate_from_z", "reconstruct",
+              "remove_object", "translate") + tuple(f"{n}_bytes" for n in IMAGE_SIGNATURES)
+
+
+def seeded_z(seeds, z_dim: int):
+    """seeds int [B] -> z [B, z_dim] ~ N(0, I), row i a function of seeds[i] only."""
+    seeds = tf.cast(tf.reshape(seeds, [-1]), tf.int64)
+    return tf.map_fn(
+        lambda s: tf.random.stateless_normal([z_dim], seed=tf.stack([s, tf.zeros_like(s)])),
+        seeds, fn_output_signature=tf.TensorSpec([z_dim], tf.float32))
+
+
+def decode_images(image_bytes, image_size: int):
+    """Encoded images string [B] (any size, 1-4 channels) -> f32 [B, S, S, 3] in [-1, 1]."""
+
+    def decode(data):
+        image = tf.io.decode_image(data, channels=3, dtype=tf.float32, expand_animations=False)
+        image.set_shape([None, None, 3])
+        image = tf.image.resize(image, [image_size, image_size], antialias=True)
+        return tf.clip_by_value(image, 0.0, 1.0) * 2.0 - 1.0
+
+    return tf.map_fn(decode, tf.reshape(image_bytes, [-1]),
+                     fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
+
+
+def signature_functions(autoencoder: AutoEncoder) -> dict:
+    """name -> (python fn, input signature) for every signature (the first is serving_default).
+
+    Every fn returns a dict (named outputs) and calls only `inference.py`."""
+    cfg = autoencoder.config
+    size, z_dim = cfg.image_size, cfg.z_dim
+    images = tf.TensorSpec([None, size, size, 3], tf.float32, name="images")
+    image_bytes = tf.TensorSpec([None], tf.string, name="image_bytes")
+    child_id = tf.TensorSpec([None], tf.int32, name="child_id")
+    seed = tf.TensorSpec([None], tf.int32, name="seed")
+    z = tf.TensorSpec([None, z_dim], tf.float32, name="z")
+    ae = autoencoder
+
+    by_images = {
+        "segment": lambda x: {"mask": inference.segment(ae, x)},
+        "cluster": lambda x: inference.cluster(ae, x),
+        "reconstruct": lambda x: inference.reconstruct(ae, x),
+        "remove_object": lambda x: {"background": inference.remove_object(ae, x)},
+    }
+    functions = {name: (fn, [images]) for name, fn in by_images.items()}
+    functions["translate"] = (
+        lambda x, c: {"image": inference.translate(ae, x, c)}, [images, child_id])
+    functions["generate"] = (
+        lambda c, s: inference.generate(ae, c, seeded_z(s, z_dim)), [child_id, seed])
+    functions["generate_from_z"] = (lambda c, zz: inference.generate(ae, c, zz), [child_id, z])
+    for name, fn in by_images.items():
+        functions[f"{name}_bytes"] = (
+            lambda b, fn=fn: fn(decode_images(b, size)), [image_bytes])
+    functions["translate_bytes"] = (
+        lambda b, c: {"image": inference.translate(ae, decode_images(b, size), c)},
+        [image_bytes, child_id])
+    return functions
+
+
+def build_archive(autoencoder: AutoEncoder) -> keras.export.ExportArchive:
+    """An ExportArchive of the (EMA) autoencoder with every signature; `segment` is added first
+    so that it is also `serving_default`."""
+    archive = keras.export.ExportArchive()
+    archive.track(autoencoder)
+    for name, (fn, spec) in signature_functions(autoencoder).items():
+        archive.add_endpoint(name, fn, input_signature=spec)
+    return archive
+
+
+# --- the consumer side -----------------------------------------------------------------------
+class ServedModel:
+    """A loaded OneGAN SavedModel: `model(signature, **inputs)` checks names, dtypes and shapes
+    against the signature (ValueError with a readable message) before running it. The loaded
+    concrete functions are thread-safe; so is this wrapper."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.loaded = tf.saved_model.load(self.path)
+        self.signatures = dict(self.loaded.signatures)
+
+    def input_specs(self, signature: str) -> dict[str, tf.TensorSpec]:
+        return dict(self._signature(signature).structured_input_signature[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.input_specs("segment")["images"].shape[1])
+
+    def _signature(self, name: str):
+        if name not in self.signatures:
+            raise ValueError(f"{self.path}: no signature {name!r}; it has "
+                             f"{', '.join(sorted(self.signatures))}")
+        return self.signatures[name]
+
+    def __call__(self, signature: str, **inputs) -> dict[str, np.ndarray]:
+        specs = self.input_specs(signature)
+        if set(inputs) != set(specs):
+            raise ValueError(f"{signature}: expects inputs {sorted(specs)}, got {sorted(inputs)}")
+        tensors = {}
+        for key, spec in specs.items():
+            value = inputs[key]
+            value = value if tf.is_tensor(value) else np.asarray(value)
+            dtype = tf.as_dtype(value.dtype)
+            if dtype != spec.dtype or not spec.shape.is_compatible_with(value.shape):
+                raise ValueError(
+                    f"{signature}: input {key!r} must be {spec.dtype.name} "
+                    f"{_shape_text(spec.shape)}, got {dtype.name} {list(value.shape)}")
+            tensors[key] = tf.convert_to_tensor(value)
+        return {k: v.numpy() for k, v in self._signature(signature)(**tensors).items()}
+
+
+def _shape_text(shape: tf.TensorShape) -> str:
+    return "[" + ", ".join("B" if d is None else str(d) for d in shape.as_list()) + "]"
+
+
+def model_step_info(autoencoder: AutoEncoder) -> dict:
+    """What the export manifest records about the network."""
+    return {"parameters": int(autoencoder.count_params()), "image_size": autoencoder.config
+            .image_size, "num_parents": autoencoder.config.num_parents,
+            "num_children": autoencoder.config.num_children, "z_dim": autoencoder.config.z_dim}
