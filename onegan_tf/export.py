@@ -78,6 +78,7 @@ def export_autoencoder(autoencoder, export_dir: str | Path, *, tflite: bool = Fa
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=base.parent, prefix=f".{base.name}.export-"))
     try:
+        tmp.chmod(0o755)  # mkdtemp's 0700 would hide the version from a server's user
         serving.build_archive(autoencoder).write_out(str(tmp), verbose=False)
         extra = tmp / "assets.extra"
         extra.mkdir(exist_ok=True)
@@ -86,10 +87,12 @@ def export_autoencoder(autoencoder, export_dir: str | Path, *, tflite: bool = Fa
                 "signatures": list(serving.SIGNATURES), "tflite": []}
         if tflite:
             (tmp / "tflite").mkdir()
+            source = tmp / "tflite" / ".source"
+            serving.save_tflite_source(autoencoder, source, TFLITE_SIGNATURES)
             for signature in TFLITE_SIGNATURES:
                 for mode in TFLITE_MODES:
                     try:
-                        flat = convert_tflite(tmp, signature, mode, representative)
+                        flat = convert_tflite(source, signature, mode, representative)
                     except Exception as error:  # report and go on: segment may not convert
                         log(f"warning: TFLite {signature} {mode} not converted: "
                             f"{str(error).splitlines()[0][:300]}")
@@ -97,6 +100,7 @@ def export_autoencoder(autoencoder, export_dir: str | Path, *, tflite: bool = Fa
                     name = f"tflite/{signature}_{mode}.tflite"
                     (tmp / name).write_bytes(flat)
                     info["tflite"].append(name)
+            shutil.rmtree(source)
         (extra / "export.json").write_text(json.dumps(info, indent=2) + "\n")
         while True:  # another exporter may take a number concurrently: rename fails, retry
             final = base / str(next_version(base))

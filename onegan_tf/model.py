@@ -44,8 +44,13 @@ def _present(grads, variables):
 
 
 def _make_optimizer(config: Config, name: str):
-    return keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1,
+    """Adam as the paper; under mixed_float16 every optimizer gets its own dynamic loss scale
+    (Keras wraps only the optimizer passed to compile())."""
+    adam = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1,
                                  beta_2=config.beta_2, name=name)
+    if config.mixed_precision == "mixed_float16":
+        return keras.optimizers.LossScaleOptimizer(adam, name=f"{name}_loss_scale")
+    return adam
 
 
 class OneGAN(keras.Model):
@@ -65,6 +70,10 @@ class OneGAN(keras.Model):
             setattr(self, f"object_discriminator{suffix}",
                     ObjectDiscriminator(cfg.df_dim, cfg.image_size, cfg.num_children,
                                         name=f"D_c{suffix}"))
+        # The global step: one per train_step, also when a loss-scaled update is skipped.
+        self.global_step = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, name="global_step", dtype="int64",
+            aggregation="only_first_replica")
         self.clones_loaded = self.add_weight(
             shape=(), initializer="zeros", trainable=False, name="clones_loaded", dtype="int32")
         self.paths = ("generation",)
@@ -128,8 +137,8 @@ class OneGAN(keras.Model):
 
     @property
     def step(self):
-        """The global step: one G/E update per step."""
-        return self.g_optimizer.iterations
+        """The global step (a variable, checkpointed with the model)."""
+        return self.global_step
 
     def set_paths(self, paths: tuple[str, ...]):
         """Chooses the paths of the next train steps (retraces the train function)."""
@@ -280,7 +289,8 @@ class OneGAN(keras.Model):
                 terms = self.discriminator_losses(path, real_images, real_backgrounds,
                                                   sg(fake_images), sg(fake_bgs))
                 logs.update(terms)
-                d_totals[path] = terms[f"D_{path}/total"] / replicas
+                d_totals[path] = self.d_optimizers()[path].scale_loss(
+                    terms[f"D_{path}/total"] / replicas)
         for path, total in d_totals.items():
             variables = self.discriminator_variables(path)
             grads = d_tape.gradient(total, variables)
@@ -301,13 +311,13 @@ class OneGAN(keras.Model):
                 images, recon = recons["real"]
                 terms.update(self.reconstruction_path("real", images, recon))
                 total += terms["real/total"]
-            scaled = total / replicas
+            scaled = self.g_optimizer.scale_loss(total / replicas)
         variables = self.generator_variables()
         grads = g_tape.gradient(scaled, variables)
         self.g_optimizer.apply_gradients(_present(grads, variables))
-        decay = ops.minimum(cfg.ema_decay, (1.0 + ops.cast(self.step, "float32"))
-                            / (10.0 + ops.cast(self.step, "float32")))
-        ema_update(ae, self.ema, decay)
+        self.global_step.assign_add(1)
+        step = ops.cast(self.step, "float32")  # updates done, this one included
+        ema_update(ae, self.ema, ops.minimum(cfg.ema_decay, (1.0 + step) / (10.0 + step)))
 
         logs.update(terms)
         logs["total"] = total

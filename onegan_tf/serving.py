@@ -23,6 +23,8 @@ in any batch.
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -81,9 +83,12 @@ def signature_functions(autoencoder: AutoEncoder) -> dict:
     functions["generate"] = (
         lambda c, s: inference.generate(ae, c, seeded_z(s, z_dim)), [child_id, seed])
     functions["generate_from_z"] = (lambda c, zz: inference.generate(ae, c, zz), [child_id, z])
+
+    def on_bytes(fn):  # (a closure: default arguments would become signature inputs)
+        return lambda b: fn(decode_images(b, size))
+
     for name, fn in by_images.items():
-        functions[f"{name}_bytes"] = (
-            lambda b, fn=fn: fn(decode_images(b, size)), [image_bytes])
+        functions[f"{name}_bytes"] = (on_bytes(fn), [image_bytes])
     functions["translate_bytes"] = (
         lambda b, c: {"image": inference.translate(ae, decode_images(b, size), c)},
         [image_bytes, child_id])
@@ -98,6 +103,49 @@ def build_archive(autoencoder: AutoEncoder) -> keras.export.ExportArchive:
     for name, (fn, spec) in signature_functions(autoencoder).items():
         archive.add_endpoint(name, fn, input_signature=spec)
     return archive
+
+
+# --- TFLite ----------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _builtin_argmax():
+    """While tracing for TFLite: `keras.ops.argmax` as plain `tf.argmax`. Keras' version maps
+    -0.0 to -tiny through `signbit` (a BitwiseAnd op, which TFLite lacks); the two differ only
+    on exact ties at zero. Scoped to tracing; the SavedModel keeps Keras' op."""
+    original = keras.ops.argmax
+    keras.ops.argmax = lambda x, axis=None, keepdims=False: (
+        original(x, axis, keepdims) if axis is None or keepdims
+        else tf.argmax(x, axis=axis, output_type=tf.int32))
+    try:
+        yield
+    finally:
+        keras.ops.argmax = original
+
+
+def save_tflite_source(autoencoder: AutoEncoder, directory, names=("cluster", "segment")):
+    """A SavedModel holding only the signatures `names`, traced TFLite-compatibly, for
+    `tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=[name])`."""
+    archive = keras.export.ExportArchive()
+    archive.track(autoencoder)
+    functions = signature_functions(autoencoder)
+    with _builtin_argmax():  # tracing happens in add_endpoint / write_out
+        for name in names:
+            fn, spec = functions[name]
+            archive.add_endpoint(name, fn, input_signature=spec)
+        archive.write_out(str(directory), verbose=False)
+
+
+def tflite_runner(path, signature: str):
+    """The signature runner of a converted `.tflite` file (LiteRT interpreter):
+    run(images=float32 [B, S, S, 3]) -> dict of numpy outputs."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    runner = interpreter.get_signature_runner(signature)
+
+    def run(**inputs):  # the runner resizes the inputs; copy the outputs out of its arena
+        return {k: np.array(v) for k, v in runner(**inputs).items()}
+
+    return run
 
 
 # --- the consumer side -----------------------------------------------------------------------

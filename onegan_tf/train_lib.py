@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -52,10 +53,17 @@ def schedule_boundaries(config: Config) -> list[int]:
 
 
 def build_model(config: Config, strategy=None) -> OneGAN:
+    """OneGAN + its optimizers inside the strategy scope, with the config's dtype policy
+    (float32 variables; float16/bfloat16 compute under mixed precision)."""
     strategy = strategy or tf.distribute.get_strategy()
-    with strategy.scope():
-        model = OneGAN(config)
-        model.compile(jit_compile=config.jit_compile)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(config.mixed_precision)
+    try:
+        with strategy.scope():
+            model = OneGAN(config)
+            model.compile(jit_compile=config.jit_compile)
+    finally:
+        keras.config.set_dtype_policy(previous)
     return model
 
 
@@ -126,9 +134,9 @@ def train(config: Config, stream=None) -> OneGAN:
     monitor = cb.TrainingMonitor(config, run_dir, samplers, writer, chief, stream, evaluator)
     clone_step = phase_two_start(config)
     started = time.time()
-    for boundary in schedule_boundaries(config):
-        if boundary <= step:
-            continue
+    boundaries = schedule_boundaries(config)
+    while step < config.total_steps:
+        boundary = next(b for b in boundaries if b > step)
         if clone_step is not None and step >= clone_step and not int(model.clones_loaded):
             say(f"step {step}: Phase II starts; discriminator clones loaded")
             model.load_discriminator_clones()

@@ -44,7 +44,7 @@ def images(cfg):
 
 
 def _at_step(model, step):
-    model.step.assign(step)  # model.step is g_optimizer.iterations: the seed of every draw
+    model.step.assign(step)  # model.step (the global step) seeds every draw
 
 
 def _tap(monkeypatch, network, taps, name, key=None):
