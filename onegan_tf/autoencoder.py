@@ -32,7 +32,8 @@ def parent_of(child, num_children: int, num_parents: int):
 def straight_through_one_hot(logits):
     """one_hot(argmax) forward, softmax gradient backward (the predicted class selects v)."""
     soft = ops.softmax(logits, axis=-1)
-    hard = ops.one_hot(ops.argmax(logits, axis=-1), ops.shape(logits)[-1], dtype=soft.dtype)
+    # tf.argmax, not ops.argmax: Keras' version adds a BitwiseAnd (for -0.0) that TFLite lacks.
+    hard = ops.one_hot(tf.argmax(logits, axis=-1), ops.shape(logits)[-1], dtype=soft.dtype)
     return soft + ops.stop_gradient(hard - soft)
 
 

@@ -31,13 +31,17 @@ def predict_in_batches(autoencoder: AutoEncoder, images, batch_size: int = 128):
 
 
 def quick_metrics(autoencoder: AutoEncoder, examples: dict) -> dict[str, float]:
-    """examples: dict of numpy arrays image/mask/parent/child (from data.evaluation_batch)."""
+    """examples: dict of numpy arrays from data.evaluation_batch: "image", and whichever of
+    "mask", "parent", "child" the dataset has (each metric needs its ground truth)."""
     masks, parents, children = predict_in_batches(autoencoder, examples["image"])
-    return {
-        "eval/iou": metrics.iou(masks, examples["mask"]),
-        "eval/dice": metrics.dice(masks, examples["mask"]),
-        "eval/parent_acc": metrics.clustering_accuracy(examples["parent"], parents),
-        "eval/parent_nmi": metrics.normalized_mutual_information(examples["parent"], parents),
-        "eval/child_acc": metrics.clustering_accuracy(examples["child"], children),
-        "eval/child_nmi": metrics.normalized_mutual_information(examples["child"], children),
-    }
+    results = {}
+    if "mask" in examples:
+        results["eval/iou"] = metrics.iou(masks, examples["mask"])
+        results["eval/dice"] = metrics.dice(masks, examples["mask"])
+    for level, predicted in (("parent", parents), ("child", children)):
+        if level in examples:
+            labels = examples[level]
+            results[f"eval/{level}_acc"] = metrics.clustering_accuracy(labels, predicted)
+            results[f"eval/{level}_nmi"] = metrics.normalized_mutual_information(labels,
+                                                                                 predicted)
+    return results

@@ -70,8 +70,13 @@ def convert_tflite(saved_model_dir: str | Path, signature: str, mode: str,
 
 
 def export_autoencoder(autoencoder, export_dir: str | Path, *, tflite: bool = False,
-                       representative=None, manifest: dict | None = None, log=print) -> Path:
-    """Writes autoencoder (the EMA AutoEncoder) as version N of export_dir; returns its path."""
+                       representative=None, manifest: dict | None = None, log=print,
+                       tflite_signatures=TFLITE_SIGNATURES, tflite_modes=TFLITE_MODES) -> Path:
+    """Writes autoencoder (the EMA AutoEncoder) as version N of export_dir; returns its path.
+
+    tflite: also convert `tflite_signatures` x `tflite_modes` (int8 needs `representative`
+    images [N, S, S, 3] in [-1, 1]; a signature that does not convert is reported and skipped).
+    """
     from onegan_tf import serving
 
     base = Path(export_dir)
@@ -88,9 +93,11 @@ def export_autoencoder(autoencoder, export_dir: str | Path, *, tflite: bool = Fa
         if tflite:
             (tmp / "tflite").mkdir()
             source = tmp / "tflite" / ".source"
-            serving.save_tflite_source(autoencoder, source, TFLITE_SIGNATURES)
-            for signature in TFLITE_SIGNATURES:
-                for mode in TFLITE_MODES:
+            serving.save_tflite_source(autoencoder, source, tflite_signatures)
+            for signature in tflite_signatures:
+                for mode in tflite_modes:
+                    if mode == "int8" and representative is None:
+                        continue
                     try:
                         flat = convert_tflite(source, signature, mode, representative)
                     except Exception as error:  # report and go on: segment may not convert

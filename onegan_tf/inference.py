@@ -50,8 +50,9 @@ def cluster(autoencoder: AutoEncoder, images):
     parent_probs = ops.softmax(encoded["parent_logits"], axis=-1)
     child_probs = ops.softmax(encoded["child_logits"], axis=-1)
     return {"parent_probs": parent_probs, "child_probs": child_probs,
-            "parent": ops.cast(ops.argmax(parent_probs, axis=-1), "int32"),
-            "child": ops.cast(ops.argmax(child_probs, axis=-1), "int32")}
+            # tf.argmax converts to TFLite (Keras' argmax adds a BitwiseAnd op).
+            "parent": tf.argmax(parent_probs, axis=-1, output_type=tf.int32),
+            "child": tf.argmax(child_probs, axis=-1, output_type=tf.int32)}
 
 
 def translate(autoencoder: AutoEncoder, images, child_id):

@@ -159,18 +159,26 @@ class OneGAN(keras.Model):
             copy_weights(d_c, clone_c)
         self.clones_loaded.assign(1)
 
-    # --- randomness: stateless, from (seed, step, replica) so resume and replicas are right --
+    # --- randomness: stateless, from (seed, step), so a resumed run draws what it should -----
     def _seed(self, site: int):
+        return ops.stack([self.config.seed * 1000 + site, ops.cast(self.step, "int32")])
+
+    def _draw(self, sampler, shape, site, **kwargs):
+        """Draws the GLOBAL batch's values and keeps this replica's slice: the same numbers
+        reach the same examples whatever the number of replicas."""
         replica = tf.distribute.get_replica_context()
-        replica_id = 0 if replica is None else replica.replica_id_in_sync_group
-        step = ops.cast(self.step, "int32")
-        return ops.stack([self.config.seed * 1000 + site, step * 64 + replica_id])
+        if replica is None or replica.num_replicas_in_sync == 1:
+            return sampler(shape, self._seed(site), **kwargs)
+        count, index = replica.num_replicas_in_sync, replica.replica_id_in_sync_group
+        local = shape[0]
+        values = sampler((local * count,) + tuple(shape[1:]), self._seed(site), **kwargs)
+        return values[index * local:(index + 1) * local]
 
     def _uniform(self, shape, site, low=0.0, high=1.0):
-        return tf.random.stateless_uniform(shape, self._seed(site), low, high)
+        return self._draw(tf.random.stateless_uniform, shape, site, minval=low, maxval=high)
 
     def _normal(self, shape, site):
-        return tf.random.stateless_normal(shape, self._seed(site))
+        return self._draw(tf.random.stateless_normal, shape, site)
 
     def sample_betas(self, batch: int, site: int):
         """Eq. 9's betas, per example: beta1, beta2 ~ U[0, 1]; beta3, beta4 ~ U[0.5, 1]."""
@@ -267,8 +275,8 @@ class OneGAN(keras.Model):
         real_images, real_backgrounds = data["image"], data["background"]
         batch = ops.shape(real_images)[0]
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        child = tf.random.stateless_uniform((batch,), self._seed(1), 0, cfg.num_children,
-                                            dtype="int32")
+        child = self._draw(tf.random.stateless_uniform, (batch,), 1, minval=0,
+                           maxval=cfg.num_children, dtype="int32")
         z = self._normal((batch, cfg.z_dim), 2)
 
         with tf.GradientTape() as g_tape:

@@ -23,8 +23,6 @@ in any batch.
 
 from __future__ import annotations
 
-import contextlib
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -71,18 +69,22 @@ def signature_functions(autoencoder: AutoEncoder) -> dict:
     z = tf.TensorSpec([None, z_dim], tf.float32, name="z")
     ae = autoencoder
 
+    def checked(x):  # loaded signatures do not check shapes: a clear error, also in TF Serving
+        return tf.ensure_shape(x, [None, size, size, 3], name="images_must_be_BxSxSx3")
+
     by_images = {
-        "segment": lambda x: {"mask": inference.segment(ae, x)},
-        "cluster": lambda x: inference.cluster(ae, x),
-        "reconstruct": lambda x: inference.reconstruct(ae, x),
-        "remove_object": lambda x: {"background": inference.remove_object(ae, x)},
+        "segment": lambda x: {"mask": inference.segment(ae, checked(x))},
+        "cluster": lambda x: inference.cluster(ae, checked(x)),
+        "reconstruct": lambda x: inference.reconstruct(ae, checked(x)),
+        "remove_object": lambda x: {"background": inference.remove_object(ae, checked(x))},
     }
     functions = {name: (fn, [images]) for name, fn in by_images.items()}
     functions["translate"] = (
-        lambda x, c: {"image": inference.translate(ae, x, c)}, [images, child_id])
+        lambda x, c: {"image": inference.translate(ae, checked(x), c)}, [images, child_id])
     functions["generate"] = (
         lambda c, s: inference.generate(ae, c, seeded_z(s, z_dim)), [child_id, seed])
-    functions["generate_from_z"] = (lambda c, zz: inference.generate(ae, c, zz), [child_id, z])
+    functions["generate_from_z"] = (
+        lambda c, zz: inference.generate(ae, c, tf.ensure_shape(zz, [None, z_dim])), [child_id, z])
 
     def on_bytes(fn):  # (a closure: default arguments would become signature inputs)
         return lambda b: fn(decode_images(b, size))
@@ -106,32 +108,16 @@ def build_archive(autoencoder: AutoEncoder) -> keras.export.ExportArchive:
 
 
 # --- TFLite ----------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _builtin_argmax():
-    """While tracing for TFLite: `keras.ops.argmax` as plain `tf.argmax`. Keras' version maps
-    -0.0 to -tiny through `signbit` (a BitwiseAnd op, which TFLite lacks); the two differ only
-    on exact ties at zero. Scoped to tracing; the SavedModel keeps Keras' op."""
-    original = keras.ops.argmax
-    keras.ops.argmax = lambda x, axis=None, keepdims=False: (
-        original(x, axis, keepdims) if axis is None or keepdims
-        else tf.argmax(x, axis=axis, output_type=tf.int32))
-    try:
-        yield
-    finally:
-        keras.ops.argmax = original
-
-
 def save_tflite_source(autoencoder: AutoEncoder, directory, names=("cluster", "segment")):
-    """A SavedModel holding only the signatures `names`, traced TFLite-compatibly, for
+    """A SavedModel holding only the signatures `names` (no string-decoding ones), for
     `tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=[name])`."""
     archive = keras.export.ExportArchive()
     archive.track(autoencoder)
     functions = signature_functions(autoencoder)
-    with _builtin_argmax():  # tracing happens in add_endpoint / write_out
-        for name in names:
-            fn, spec = functions[name]
-            archive.add_endpoint(name, fn, input_signature=spec)
-        archive.write_out(str(directory), verbose=False)
+    for name in names:
+        fn, spec = functions[name]
+        archive.add_endpoint(name, fn, input_signature=spec)
+    archive.write_out(str(directory), verbose=False)
 
 
 def tflite_runner(path, signature: str):
@@ -166,6 +152,10 @@ class ServedModel:
     def image_size(self) -> int:
         return int(self.input_specs("segment")["images"].shape[1])
 
+    @property
+    def num_children(self) -> int:
+        return int(self._signature("cluster").structured_outputs["child_probs"].shape[-1])
+
     def _signature(self, name: str):
         if name not in self.signatures:
             raise ValueError(f"{self.path}: no signature {name!r}; it has "
@@ -198,3 +188,49 @@ def model_step_info(autoencoder: AutoEncoder) -> dict:
     return {"parameters": int(autoencoder.count_params()), "image_size": autoencoder.config
             .image_size, "num_parents": autoencoder.config.num_parents,
             "num_children": autoencoder.config.num_children, "z_dim": autoencoder.config.z_dim}
+
+
+# --- a stand-in PredictionService ------------------------------------------------------------
+def prediction_servicer(model_dir, model_name: str):
+    """A gRPC `tensorflow.serving.PredictionService` that answers `Predict` by running the
+    SavedModel's signatures: the client side of TF Serving, testable where the real
+    `tensorflow_model_server` binary cannot be installed. Not a production server."""
+    import grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    model = ServedModel(model_dir)
+
+    class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+        def Predict(self, request, context):  # noqa: N802  (the gRPC method name)
+            if request.model_spec.name != model_name:
+                context.abort(grpc.StatusCode.NOT_FOUND,
+                              f"Servable not found for request: {request.model_spec.name}")
+            signature = request.model_spec.signature_name or "serving_default"
+            try:
+                inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+                outputs = model(signature, **inputs)
+            except (ValueError, tf.errors.OpError) as error:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            response = predict_pb2.PredictResponse()
+            response.model_spec.name = model_name
+            response.model_spec.signature_name = signature
+            for key in request.output_filter or outputs:
+                response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key]))
+            return response
+
+    return Servicer()
+
+
+def start_grpc_server(model_dir, model_name: str, address: str = "127.0.0.1:0"):
+    """-> (grpc server started on address, its port). Stop it with server.stop(None)."""
+    from concurrent import futures
+
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        prediction_servicer(model_dir, model_name), server)
+    port = server.add_insecure_port(address)
+    server.start()
+    return server, port

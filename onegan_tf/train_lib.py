@@ -76,27 +76,25 @@ def generation_sampler(config: Config):
     return sample
 
 
-def reconstruction_sampler(config: Config, size: int = 12):
-    """Fig. 4 on fixed held-out images."""
-    batch = data.evaluation_batch(config, size)
+def reconstruction_sampler(examples: dict, size: int = 12):
+    """Fig. 4 on fixed held-out images (with the true masks when the dataset has them)."""
+    images = examples["image"][:size]
+    masks = examples["mask"][:size] if "mask" in examples else None
 
     def sample(model):
-        out = inference.reconstruct(model.ema, batch["image"])
-        return grids.reconstruction_grid(batch["image"].numpy(),
-                                         {k: v.numpy() for k, v in out.items()},
-                                         batch["mask"].numpy())
+        out = inference.reconstruct(model.ema, images)
+        return grids.reconstruction_grid(images, {k: v.numpy() for k, v in out.items()}, masks)
     return sample
 
 
-def translation_sampler(config: Config, size: int = 6, targets: int = 6):
+def translation_sampler(config: Config, examples: dict, size: int = 6, targets: int = 6):
     """Fig. 6: each held-out image re-rendered with several target child codes."""
-    images = data.evaluation_batch(config, size)["image"]
+    images = examples["image"][:size]
     children = np.round(np.linspace(0, config.num_children - 1, targets)).astype(np.int32)
 
     def sample(model):
         return grids.translation_grid(
-            images.numpy(), [inference.translate(model.ema, images, c).numpy()
-                             for c in children])
+            images, [inference.translate(model.ema, images, c).numpy() for c in children])
     return sample
 
 
@@ -104,6 +102,9 @@ def train(config: Config, stream=None) -> OneGAN:
     """Trains (or resumes) the run in config.run_dir up to config.total_steps."""
     stream = stream or sys.stdout
     say = lambda *a: print(*a, file=stream, flush=True)  # noqa: E731
+    # Held-out examples first: bad input fails here, before a model or run dir exists.
+    examples = {k: v.numpy() for k, v in
+                data.evaluation_batch(config, max(config.eval_examples, 12)).items()}
     run_dir = rundir.prepare(config)
     strategy = make_strategy(config.strategy)
     chief = is_chief()
@@ -122,15 +123,14 @@ def train(config: Config, stream=None) -> OneGAN:
         return model
 
     writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if chief else None
-    samplers = {"generation": generation_sampler(config)}
-    if config.dataset == "shapes":
-        samplers["reconstruction"] = reconstruction_sampler(config)
-        samplers["translation"] = translation_sampler(config)
+    samplers = {"generation": generation_sampler(config),
+                "reconstruction": reconstruction_sampler(examples),
+                "translation": translation_sampler(config, examples)}
     evaluator = None
-    if config.dataset == "shapes":
-        examples = {k: v.numpy() for k, v in
-                    data.evaluation_batch(config, config.eval_examples).items()}
+    if {"mask", "parent", "child"} & set(examples):
         evaluator = lambda model: evaluation.quick_metrics(model.ema, examples)  # noqa: E731
+    if "mask" not in examples:
+        say(f"--dataset={config.dataset}: no ground-truth masks; segmentation is not evaluated")
     monitor = cb.TrainingMonitor(config, run_dir, samplers, writer, chief, stream, evaluator)
     clone_step = phase_two_start(config)
     started = time.time()

@@ -51,7 +51,8 @@ def _prepare_hint(name: str, data_dir: str) -> str:
         "cars196": "cars_train.tgz, cars_test.tgz, cars_test_annos_withlabels.mat and "
                    "car_devkit.tgz (the upstream URLs are dead: find copies yourself)",
     }[name]
-    return (f"This library never downloads. Put {archives} in {manual}/ and run\n"
+    extra = " (needs pip install opencv-python-headless)" if name == "caltech_birds2011" else ""
+    return (f"This library never downloads. Put {archives} in {manual}/ and run{extra}\n"
             f"  tfds build {name} --data_dir={data_dir or '~/tensorflow_datasets'} "
             f"--manual_dir={manual}\n"
             "(README, section 'Data'), then pass the same --data_dir.")
@@ -103,10 +104,10 @@ def _raw_examples(config: Config) -> tf.data.Dataset:
     for split in splits:
         try:
             ds = builder.as_dataset(split=split, decoders=decoders, shuffle_files=False)
-        except AssertionError as error:  # TFDS: "could not find data in ..."
+        except AssertionError:  # TFDS: "could not find data in ..."
             raise FileNotFoundError(
-                f"--dataset={config.dataset}: TFDS dataset '{spec['name']}' is not prepared in "
-                f"--data_dir={config.data_dir or '(TFDS default)'} ({error}).\n"
+                f"--dataset={config.dataset}: no prepared TFDS data '{spec['name']}' in "
+                f"--data_dir={config.data_dir or '(TFDS default)'}.\n"
                 + _prepare_hint(spec["name"], config.data_dir)) from None
         datasets.append(ds.map(standardize(split), num_parallel_calls=tf.data.AUTOTUNE))
     out = datasets[0]
