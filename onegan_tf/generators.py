@@ -11,6 +11,8 @@ from keras import ops
 
 from onegan_tf.layers import ConvGLU, NormGLU, ResBlock, tile_code
 
+MASK_BIAS_INIT = -1.0
+
 
 def generator_width(gf_dim: int, resolution: int) -> int:
     """Channels of generator features at `resolution` (FineGAN: 16*ngf at 4x4, ngf/2 at 128)."""
@@ -143,7 +145,12 @@ class AppearanceGenerator(keras.Model):
         self.joint = ConvGLU(generator_width(gf_dim, image_size), norm, name="joint")
         self.residual = [ResBlock(norm, name=f"res{i}") for i in range(num_residual)]
         self.to_rgb = keras.layers.Conv2D(3, 3, padding="same", name="to_rgb")
-        self.to_mask = keras.layers.Conv2D(1, 3, padding="same", name="to_mask")
+        # Masks start small (sigmoid(-1) = 0.27): the background generator learns the scene
+        # first and the object is what the foreground adds. With a symmetric start some runs
+        # settled on inverted masks (the foreground drawing the background around a hole).
+        self.to_mask = keras.layers.Conv2D(
+            1, 3, padding="same", name="to_mask",
+            bias_initializer=keras.initializers.Constant(MASK_BIAS_INIT))
 
     def call(self, inputs, training=None):
         features, child_code = inputs
