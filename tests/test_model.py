@@ -411,6 +411,7 @@ def _betas(cfg, step=3, batch=64, site=10):
     """OneGAN.sample_betas on a stand-in holding only what it reads (config and step)."""
     stand_in = types.SimpleNamespace(config=cfg, step=tf.Variable(step, dtype=tf.int64))
     stand_in._seed = lambda s: OneGAN._seed(stand_in, s)
+    stand_in._draw = lambda *a, **k: OneGAN._draw(stand_in, *a, **k)
     stand_in._uniform = lambda *a, **k: OneGAN._uniform(stand_in, *a, **k)
     return {k: v.numpy() for k, v in OneGAN.sample_betas(stand_in, batch, site).items()}
 
