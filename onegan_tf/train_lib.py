@@ -102,12 +102,13 @@ def train(config: Config, stream=None) -> OneGAN:
     """Trains (or resumes) the run in config.run_dir up to config.total_steps."""
     stream = stream or sys.stdout
     say = lambda *a: print(*a, file=stream, flush=True)  # noqa: E731
-    # Held-out examples first: bad input fails here, before a model or run dir exists.
+    # The strategy first: MultiWorkerMirroredStrategy must exist before any other TF op.
+    strategy = make_strategy(config.strategy)
+    chief = is_chief()
+    # Held-out examples next: bad input fails here, before a model or run dir exists.
     examples = {k: v.numpy() for k, v in
                 data.evaluation_batch(config, max(config.eval_examples, 12)).items()}
     run_dir = rundir.prepare(config)
-    strategy = make_strategy(config.strategy)
-    chief = is_chief()
     model = build_model(config, strategy)
 
     counts = parameter_counts(model)
