@@ -53,10 +53,10 @@ class Config:
     mask_area_max: float = 0.9
 
     # Schedule (paper: 600k steps; Phase II from 200k; real reconstruction from 400k).
-    total_steps: int = 2400
-    phase1_steps: int = 1200  # Phase I length; D clones are loaded when Phase II starts
-    fake_recon_start: int = 1200
-    real_recon_start: int = 1800
+    total_steps: int = 3600
+    phase1_steps: int = 1000  # Phase I length; D clones are loaded when Phase II starts
+    fake_recon_start: int = 1000
+    real_recon_start: int = 1500
 
     # Ablations (Tables 1-3).
     multi_phase: bool = True  # False: every path from step 0 (the paper's failing ablation)
@@ -164,7 +164,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         total_steps=30, phase1_steps=10, fake_recon_start=10, real_recon_start=20,
         log_every=5, sample_every=15, checkpoint_every=10, eval_every=15, eval_examples=64,
     ),
-    # The default demo on the built-in synthetic data (fits 15 minutes on 2 CPU cores).
+    # The default demo on the built-in synthetic data (about 25 minutes on 2 CPU cores).
     # Objects cover 9-30% of a shapes image: an area prior of at most 50% rules out the
     # inverted-mask solution (see README).
     "shapes": dict(mask_area_max=0.5),

@@ -72,3 +72,196 @@ def centred_ellipse_masks(count: int, size: int, fraction: float = 0.5) -> np.nd
     yy, xx = np.meshgrid(grid, grid, indexing="ij")
     inside = (xx / fraction) ** 2 + (yy / fraction) ** 2 <= 1.0
     return np.broadcast_to(inside[None, :, :, None], (count, size, size, 1)).astype(np.float32)
+
+
+# --- Generation metrics (DESIGN section 7) -------------------------------------------------
+#
+# FID (Heusel et al. 2017) and IS (Salimans et al. 2016) and their class-conditional versions
+# (Benny, Galanti, Benaim & Wolf 2020, "Evaluation metrics for conditional image
+# generation"). Features and class probabilities come from an evaluator network
+# (`onegan_tf.evaluator`). With a generator conditioned on y in {1..N} and the evaluator's
+# class posterior p(c|x):
+#
+#   p_y(c) = E_{x ~ G(.|y)} p(c|x)          (the class-conditional mean prediction)
+#   p(c)   = E_y p_y(c)                      (the marginal prediction)
+#   IS     = exp E_x KL(p(c|x) || p(c))
+#   BCIS   = exp E_y KL(p_y || p)            between-class: high when the conditions differ
+#   WCIS   = exp E_y E_{x~G(.|y)} KL(p(c|x) || p_y)   within-class diversity
+#   IS     = BCIS * WCIS                     (exact; the product relation of the paper)
+#
+# With Gaussians fitted to evaluator features of real images of class y (mean mu_y, covariance
+# S_y) and of generated images of the matching condition, and d(.,.) the Frechet distance
+#   d((m1, S1), (m2, S2)) = |m1 - m2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)),
+#
+#   FID    = d(all real, all generated)
+#   BCFID  = d of the Gaussians fitted to the class means {mu_y} (weighted by class frequency)
+#   WCFID  = E_y d(real class y, generated class y)
+#   FID   <= BCFID + WCFID                   (the upper-bound relation of the paper; it follows
+#            from the law of total covariance and the superadditivity of Tr (S1 S2)^(1/2))
+#
+# "CIS" in OneGAN's Table 1 is BCIS and "CFID" is WCFID; all six are reported. Covariances use
+# the 1/n (maximum-likelihood) normalisation so that the total-covariance identity, and
+# with it the bound, hold exactly for the sample statistics.
+
+
+def gaussian_statistics(features) -> tuple[np.ndarray, np.ndarray]:
+    """Mean [D] and covariance [D, D] (1/n normalisation) of features [N, D], in float64."""
+    features = np.asarray(features, np.float64)
+    if features.ndim != 2 or len(features) < 2:
+        raise ValueError(f"need features [N >= 2, D], got shape {features.shape}")
+    mean = features.mean(0)
+    centred = features - mean
+    return mean, centred.T @ centred / len(features)
+
+
+def _trace_sqrt_product(cov1, cov2) -> float:
+    """Tr (S1 S2)^(1/2) for symmetric PSD S1, S2, as Tr (S1^(1/2) S2 S1^(1/2))^(1/2): the
+    eigenvalues of a symmetric PSD matrix, so no complex square roots or failing sqrtm."""
+    values, vectors = np.linalg.eigh(cov1)
+    root = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    inner = np.linalg.eigvalsh(root @ cov2 @ root)
+    return float(np.sum(np.sqrt(np.clip(inner, 0, None))))
+
+
+def frechet_distance(mean1, cov1, mean2, cov2) -> float:
+    """|m1 - m2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)); 0 for identical statistics."""
+    mean1, mean2 = np.asarray(mean1, np.float64), np.asarray(mean2, np.float64)
+    cov1, cov2 = np.asarray(cov1, np.float64), np.asarray(cov2, np.float64)
+    if mean1.shape != mean2.shape or cov1.shape != cov2.shape:
+        raise ValueError(f"statistics differ in shape: {mean1.shape} vs {mean2.shape}")
+    distance = (np.sum((mean1 - mean2) ** 2) + np.trace(cov1) + np.trace(cov2)
+                - 2 * _trace_sqrt_product(cov1, cov2))
+    return float(max(distance, 0.0))
+
+
+def fid(real_features, generated_features) -> float:
+    """Frechet distance of Gaussians fitted to two feature sets [N, D]."""
+    return frechet_distance(*gaussian_statistics(real_features),
+                            *gaussian_statistics(generated_features))
+
+
+def _class_statistics(features, labels, classes):
+    features = np.asarray(features, np.float64)
+    labels = np.asarray(labels).ravel()
+    out = {}
+    for y in classes:
+        members = features[labels == y]
+        if len(members) < 2:
+            raise ValueError(f"class {y} has {len(members)} examples; need at least 2")
+        out[y] = (len(members) / len(features),) + gaussian_statistics(members)
+    return out
+
+
+def conditional_fid(real_features, real_labels, generated_features, generated_labels) -> dict:
+    """BCFID and WCFID over the classes both sets share with >= 2 images each (the paper's
+    CFID is WCFID).
+
+    real_labels [N] are the true classes; generated_labels [M] the condition each image was
+    generated for, already mapped onto the real classes."""
+    real_labels = np.asarray(real_labels).ravel()
+    generated_labels = np.asarray(generated_labels).ravel()
+    shared = [y for y in sorted(set(real_labels.tolist()) & set(generated_labels.tolist()))
+              if np.sum(real_labels == y) >= 2 and np.sum(generated_labels == y) >= 2]
+    if len(shared) < 2:
+        raise ValueError(f"conditional FID needs >= 2 classes with >= 2 real and >= 2 "
+                         f"generated images each, got {len(shared)}")
+    real = _class_statistics(real_features, real_labels, shared)
+    generated = _class_statistics(generated_features, generated_labels, shared)
+
+    def between(stats):
+        weights = np.array([stats[y][0] for y in shared])
+        weights = weights / weights.sum()
+        means = np.stack([stats[y][1] for y in shared])
+        centre = weights @ means
+        centred = means - centre
+        return centre, (centred * weights[:, None]).T @ centred
+
+    real_weights = np.array([real[y][0] for y in shared])
+    within = [frechet_distance(*real[y][1:], *generated[y][1:]) for y in shared]
+    return {"bcfid": frechet_distance(*between(real), *between(generated)),
+            "wcfid": float(np.dot(real_weights / real_weights.sum(), within)),
+            "classes": len(shared)}
+
+
+def _kl_rows(p, q) -> np.ndarray:
+    """KL(p_i || q_i) for each row, with 0 log 0 = 0."""
+    p = np.asarray(p, np.float64)
+    q = np.broadcast_to(np.asarray(q, np.float64), p.shape)
+    ratio = np.where(p > 0, p / np.maximum(q, 1e-300), 1.0)
+    return np.sum(np.where(p > 0, p * np.log(ratio), 0.0), axis=-1)
+
+
+def _check_probabilities(probs) -> np.ndarray:
+    probs = np.asarray(probs, np.float64)
+    if probs.ndim != 2 or not np.allclose(probs.sum(1), 1.0, atol=1e-3) or probs.min() < 0:
+        raise ValueError(f"need class probabilities [N, C] with rows summing to 1, got "
+                         f"shape {probs.shape}")
+    return probs / probs.sum(1, keepdims=True)
+
+
+def inception_score(probs) -> float:
+    """exp E_x KL(p(c|x) || p(c)) for evaluator probabilities [N, C]; 1 when all rows agree."""
+    probs = _check_probabilities(probs)
+    return float(np.exp(np.mean(_kl_rows(probs, probs.mean(0)))))
+
+
+def conditional_inception_score(probs, conditions) -> dict:
+    """BCIS and WCIS of probabilities [N, C] for images generated under conditions [N].
+
+    Conditions are weighted by their frequency, so that p(c) is the plain mean prediction and
+    IS = BCIS * WCIS holds exactly (the paper's CIS is BCIS)."""
+    probs = _check_probabilities(probs)
+    conditions = np.asarray(conditions).ravel()
+    if len(conditions) != len(probs):
+        raise ValueError(f"{len(conditions)} conditions for {len(probs)} predictions")
+    marginal = probs.mean(0)
+    between, within = 0.0, 0.0
+    for y in np.unique(conditions):
+        members = probs[conditions == y]
+        weight = len(members) / len(probs)
+        class_mean = members.mean(0)
+        between += weight * float(_kl_rows(class_mean[None], marginal)[0])
+        within += weight * float(np.mean(_kl_rows(members, class_mean)))
+    return {"bcis": float(np.exp(between)), "wcis": float(np.exp(within))}
+
+
+def match_conditions(conditions, predicted_classes) -> dict:
+    """Maps each generator condition to a real class by Hungarian matching on how often the
+    evaluator assigns the condition's images to each class (unsupervised codes carry no class
+    names). Returns {condition: class}; unmatched conditions are left out."""
+    conditions = np.asarray(conditions).ravel()
+    predicted_classes = np.asarray(predicted_classes).ravel()
+    codes, code_idx = np.unique(conditions, return_inverse=True)
+    classes, class_idx = np.unique(predicted_classes, return_inverse=True)
+    table = np.zeros((len(codes), len(classes)), np.int64)
+    np.add.at(table, (code_idx, class_idx), 1)
+    rows, cols = linear_sum_assignment(-table)
+    return {int(codes[r]): int(classes[c]) for r, c in zip(rows, cols)}
+
+
+def masked_l1_psnr(pred, target, region) -> tuple[float, float]:
+    """Mean absolute error and PSNR inside `region` ([N, H, W, 1] > 0.5), per image then
+    averaged, on images [N, H, W, 3] given in [-1, 1] and measured in [0, 1]. Images with an
+    empty region are skipped."""
+    pred = (np.asarray(pred, np.float64) + 1) / 2
+    target = (np.asarray(target, np.float64) + 1) / 2
+    region = np.broadcast_to(np.asarray(region) > 0.5, pred.shape)
+    l1s, psnrs = [], []
+    for p, t, r in zip(pred, target, region):
+        if not r.any():
+            continue
+        diff = (p - t)[r]
+        l1s.append(np.mean(np.abs(diff)))
+        psnrs.append(10 * np.log10(1.0 / max(np.mean(diff ** 2), 1e-10)))
+    if not l1s:
+        raise ValueError("no image has a non-empty region")
+    return float(np.mean(l1s)), float(np.mean(psnrs))
+
+
+def kmeans_labels(features, k: int, seed: int = 0, iterations: int = 50) -> np.ndarray:
+    """k-means (k-means++ start, Lloyd iterations) of features [N, D] -> cluster ids [N]; the
+    trivial clustering baseline on raw pixels."""
+    from scipy.cluster.vq import kmeans2
+    features = np.asarray(features, np.float64).reshape(len(features), -1)
+    _, labels = kmeans2(features, k, iter=iterations, minit="++", seed=seed)
+    return labels

@@ -98,6 +98,29 @@ def translation_sampler(config: Config, examples: dict, size: int = 6, targets: 
     return sample
 
 
+def conditional_generation_sampler(config: Config, examples: dict, size: int = 6,
+                                   columns: int = 5):
+    """Fig. 5: each held-out image's encoded child code rendered with several z per row."""
+    images = examples["image"][:size]
+    z = np.random.default_rng(config.seed + 2).standard_normal((columns, config.z_dim))
+
+    def sample(model):
+        child = inference.cluster(model.ema, images)["child"]
+        rows = [inference.generate(model.ema, child, np.repeat(z[j:j + 1], len(images), 0)
+                                   .astype(np.float32))["image"].numpy()
+                for j in range(columns)]
+        return grids.translation_grid(images, rows)
+    return sample
+
+
+def figures(model: OneGAN, config: Config, examples: dict) -> dict[str, np.ndarray]:
+    """The paper's Fig. 3-6 layouts for a trained model: name -> uint8 grid."""
+    return {"generation": generation_sampler(config)(model),
+            "reconstruction": reconstruction_sampler(examples)(model),
+            "conditional_generation": conditional_generation_sampler(config, examples)(model),
+            "translation": translation_sampler(config, examples)(model)}
+
+
 def train(config: Config, stream=None) -> OneGAN:
     """Trains (or resumes) the run in config.run_dir up to config.total_steps."""
     stream = stream or sys.stdout

@@ -66,3 +66,108 @@ def test_centred_ellipse_baseline_area():
     # Area of an ellipse with half-axes 0.5 of the half-size: pi/4 * 0.25 of the image.
     assert masks.mean() == pytest.approx(math.pi * 0.25 / 4, abs=0.01)
     assert masks[0, 32, 32, 0] == 1 and masks[0, 0, 0, 0] == 0
+
+
+# --- generation metrics ---------------------------------------------------------------------
+
+def test_fid_is_zero_for_identical_statistics_and_symmetric():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(500, 4)), rng.normal(size=(400, 4)) * 1.5 + 0.3
+    assert metrics.fid(a, a) == pytest.approx(0.0, abs=1e-9)
+    assert metrics.fid(a, b) == pytest.approx(metrics.fid(b, a), rel=1e-9)
+    assert metrics.fid(a, b) > 0.1
+
+
+def test_frechet_distance_matches_closed_form_for_known_gaussians():
+    # Commuting covariances: d = |m1 - m2|^2 + sum (sqrt(l1) - sqrt(l2))^2 over eigenvalues.
+    rotation, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))
+    var1, var2 = np.array([1.0, 4.0, 0.25]), np.array([9.0, 1.0, 0.25])
+    cov1 = rotation @ np.diag(var1) @ rotation.T
+    cov2 = rotation @ np.diag(var2) @ rotation.T
+    mean1, mean2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    expected = 5.0 + np.sum((np.sqrt(var1) - np.sqrt(var2)) ** 2)  # 5 + 4 + 1 + 0
+    assert metrics.frechet_distance(mean1, cov1, mean2, cov2) == pytest.approx(expected)
+    # Non-commuting 1-D-rank example: Tr(S1 + S2 - 2 (S1 S2)^1/2) with known (S1 S2)^1/2.
+    s1, s2 = np.diag([4.0, 0.0]), np.array([[1.0, 1.0], [1.0, 1.0]])
+    # sqrt of S1^1/2 S2 S1^1/2 = sqrt([[4, 0], [0, 0]]) -> trace 2.
+    assert metrics.frechet_distance([0, 0], s1, [0, 0], s2) == pytest.approx(4 + 2 - 4)
+
+
+def test_fid_from_samples_approaches_the_closed_form():
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(200_000, 2)) * [1.0, 2.0]
+    b = rng.normal(size=(200_000, 2)) * [3.0, 2.0] + [2.0, 0.0]
+    assert metrics.fid(a, b) == pytest.approx(4.0 + 4.0, abs=0.05)
+
+
+def test_inception_score_known_answers():
+    same = np.tile([[0.2, 0.3, 0.5]], (10, 1))
+    assert metrics.inception_score(same) == pytest.approx(1.0)
+    # Confident and uniform over C classes: IS = C.
+    assert metrics.inception_score(np.eye(4)[np.arange(40) % 4]) == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="rows summing to 1"):
+        metrics.inception_score(np.ones((3, 3)))
+
+
+def test_conditional_inception_score_product_and_extremes():
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.full(6, 0.3), size=600)
+    conditions = rng.integers(0, 5, size=600)
+    cis = metrics.conditional_inception_score(probs, conditions)
+    # The product relation of Benny et al. 2020: IS = BCIS * WCIS.
+    assert cis["bcis"] * cis["wcis"] == pytest.approx(metrics.inception_score(probs))
+    # Each condition always gives its own class: BCIS = #classes, WCIS = 1.
+    perfect = metrics.conditional_inception_score(np.eye(3)[np.arange(30) % 3],
+                                                  np.arange(30) % 3)
+    assert perfect["bcis"] == pytest.approx(3.0) and perfect["wcis"] == pytest.approx(1.0)
+    # Conditions ignored (same mixture for every condition): BCIS = 1.
+    ignored = metrics.conditional_inception_score(np.eye(3)[np.arange(30) % 3],
+                                                  np.arange(30) // 3 % 2)
+    assert ignored["bcis"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_conditional_fid_zero_bound_and_class_swap():
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.arange(4), 300)
+    centres = rng.normal(size=(4, 3)) * 3
+    real = centres[labels] + rng.normal(size=(1200, 3))
+    same = metrics.conditional_fid(real, labels, real, labels)
+    assert same["bcfid"] == pytest.approx(0, abs=1e-9)
+    assert same["wcfid"] == pytest.approx(0, abs=1e-9)
+    # A generator whose marginal is right but classes are swapped: FID ~ 0, WCFID large.
+    swapped = (labels + 1) % 4
+    gen = centres[labels] + rng.normal(size=(1200, 3))
+    cfid = metrics.conditional_fid(real, labels, gen, swapped)
+    assert metrics.fid(real, gen) < 0.2 < 5 < cfid["wcfid"]
+    # The upper-bound relation: FID <= BCFID + WCFID, for arbitrary generated sets.
+    for scale in (0.5, 1.0, 2.0):
+        other = centres[labels] * scale + rng.normal(size=(1200, 3)) * scale + 0.5
+        bound = metrics.conditional_fid(real, labels, other, labels)
+        assert metrics.fid(real, other) <= bound["bcfid"] + bound["wcfid"] + 1e-9
+
+
+def test_match_conditions_is_hungarian():
+    conditions = np.array([0, 0, 0, 1, 1, 1, 2, 2])
+    predicted = np.array([5, 5, 7, 7, 7, 5, 9, 9])
+    assert metrics.match_conditions(conditions, predicted) == {0: 5, 1: 7, 2: 9}
+
+
+def test_masked_l1_and_psnr_known_answer():
+    target = -np.ones((2, 4, 4, 3))  # black in [-1, 1]
+    pred = target.copy()
+    pred[:, :2] = 0.0  # mid-grey (0.5 in 0-1 scale) on the top half
+    region = np.zeros((2, 4, 4, 1))
+    region[:, :2] = 1
+    l1, psnr = metrics.masked_l1_psnr(pred, target, region)
+    assert l1 == pytest.approx(0.5)
+    assert psnr == pytest.approx(10 * math.log10(1 / 0.25))
+    with pytest.raises(ValueError, match="empty region"):
+        metrics.masked_l1_psnr(pred, target, np.zeros_like(region))
+
+
+def test_kmeans_recovers_separated_blobs():
+    rng = np.random.default_rng(5)
+    labels = np.repeat(np.arange(3), 50)
+    points = np.array([[0, 0], [10, 0], [0, 10]])[labels] + rng.normal(size=(150, 2)) * 0.5
+    clusters = metrics.kmeans_labels(points, 3, seed=0)
+    assert metrics.clustering_accuracy(labels, clusters) == 1.0

@@ -1,0 +1,271 @@
+"""Evaluator networks for FID / IS / CFID / CIS (DESIGN section 7).
+
+An evaluator maps images in [-1, 1] to pooled features (for the Frechet distances) and class
+probabilities (for the Inception scores):
+
+- `shapes`: a small CNN trained once on the synthetic child labels (4 shape families x 3
+  appearances = 12 classes) and cached in `--evaluator_cache` (default
+  ~/.cache/onegan_tf). Labels are used here only; OneGAN never sees them.
+- real data: InceptionV3 from a local file given as `--evaluator_weights`: either a classifier
+  fine-tuned on the dataset with this module's command (a `.keras` file, as the paper does)
+
+      python -m onegan_tf.evaluator --preset=cub --data_dir=~/tensorflow_datasets \\
+          --init_weights=inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5 \\
+          --output=evaluators/cub_inception.keras
+
+  or the ImageNet InceptionV3 with its top (`inception_v3_weights_tf_dim_ordering_tf_kernels.h5`
+  from the Keras releases, placed by hand: nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from absl import app, flags
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from onegan_tf.config import Config  # noqa: E402
+
+SHAPES_CLASSES = 12  # shapes.render_objects: 4 parents x 3 children
+SHAPES_EVALUATOR_SEED = 104729  # its own stream, disjoint from training and evaluation seeds
+SHAPES_EVALUATOR_VERSION = 2  # bump when the network or its training changes
+INCEPTION_MIN_SIZE = 75
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("ONEGAN_TF_CACHE", Path.home() / ".cache" / "onegan_tf"))
+
+
+class Evaluator:
+    """A keras model images [B, S, S, 3] in [-1, 1] -> [features [B, D], probs [B, C]]; inputs
+    of another size are resized to S."""
+
+    def __init__(self, model: keras.Model, name: str, info: dict | None = None):
+        self.model = model
+        self.name = name
+        self.info = dict(info or {})
+        self.image_size = int(model.inputs[0].shape[1])
+        self._traced = {}  # (H, W) -> tf.function with a free batch size: one trace per size
+
+    def _function(self, height: int, width: int):
+        key = (height, width)
+        if key not in self._traced:
+            self._traced[key] = tf.function(
+                self._forward, input_signature=[tf.TensorSpec([None, height, width, 3])])
+        return self._traced[key]
+
+    def _forward(self, images):
+        images = tf.cast(images, tf.float32)
+        if images.shape[1] != self.image_size or images.shape[2] != self.image_size:
+            images = tf.image.resize(images, [self.image_size, self.image_size],
+                                     method="bilinear", antialias=True)
+        features, probs = self.model(images, training=False)
+        return tf.cast(features, tf.float32), tf.cast(probs, tf.float32)
+
+    def __call__(self, images, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        images = np.asarray(images, np.float32)
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"evaluator {self.name}: need images [N, H, W, 3], got "
+                             f"{images.shape}")
+        features, probs = [], []
+        for start in range(0, len(images), batch_size):
+            f, p = self._function(*images.shape[1:3])(
+                tf.constant(images[start:start + batch_size]))
+            features.append(f.numpy())
+            probs.append(p.numpy())
+        return np.concatenate(features), np.concatenate(probs)
+
+
+# --- shapes: a small classifier on the synthetic labels -------------------------------------
+
+def small_classifier(image_size: int, num_classes: int, width: int = 32) -> keras.Model:
+    """Four stride-2 conv blocks, global average pool (the features), softmax head."""
+    inputs = keras.Input((image_size, image_size, 3))
+    x = inputs
+    for i, filters in enumerate((width, 2 * width, 4 * width, 4 * width)):
+        x = keras.layers.Conv2D(filters, 3, strides=2 if i else 1, padding="same",
+                                name=f"conv{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = keras.layers.ReLU()(x)
+    features = keras.layers.GlobalAveragePooling2D(name="features")(x)
+    probs = keras.layers.Dense(num_classes, activation="softmax", name="probs")(features)
+    return keras.Model(inputs, [features, probs], name="shapes_evaluator")
+
+
+def _shapes_batches(image_size: int, batch_size: int, start: int, count: int | None):
+    from onegan_tf.data import shapes
+    ds = shapes.object_dataset(seed=SHAPES_EVALUATOR_SEED, image_size=image_size,
+                               batch_size=batch_size, start_index=start, num_examples=count)
+    return ds.map(lambda ex: (ex["image"], ex["child"]))
+
+
+def shapes_evaluator(image_size: int, cache_dir: str | Path | None = None, steps: int = 1500,
+                     batch_size: int = 64, log=print) -> Evaluator:
+    """The cached shapes classifier for `image_size`, trained first if not cached yet."""
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    path = cache_dir / f"shapes-evaluator-v{SHAPES_EVALUATOR_VERSION}-{image_size}px.weights.h5"
+    model = small_classifier(image_size, SHAPES_CLASSES)
+    if path.exists():
+        try:
+            model.load_weights(str(path))
+            return Evaluator(model, "shapes-cnn", {"weights": str(path)})
+        except Exception as error:  # a damaged cache entry: train it again
+            log(f"warning: cannot read cached evaluator {path} ({error}); retraining")
+    log(f"training the shapes evaluator ({steps} steps, batch {batch_size}) -> {path}")
+    classifier = keras.Model(model.inputs, model.outputs[1])
+    classifier.compile(optimizer=keras.optimizers.Adam(1e-3),
+                       loss=keras.losses.SparseCategoricalCrossentropy(),
+                       metrics=["accuracy"])
+    classifier.fit(_shapes_batches(image_size, batch_size, 0, None), steps_per_epoch=steps,
+                   epochs=1, verbose=0)
+    held_out = _shapes_batches(image_size, 256, 10**9, 2048)
+    accuracy = float(classifier.evaluate(held_out, verbose=0, return_dict=True)["accuracy"])
+    log(f"shapes evaluator: held-out accuracy {accuracy:.3f}")
+    if accuracy < 0.9:
+        raise RuntimeError(f"the shapes evaluator reached only {accuracy:.3f} held-out "
+                           f"accuracy; its FID/IS would mean little")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.weights.h5")
+    model.save_weights(str(tmp))
+    os.replace(tmp, path)
+    return Evaluator(model, "shapes-cnn", {"weights": str(path), "accuracy": accuracy})
+
+
+# --- real data: InceptionV3 from a local file ------------------------------------------------
+
+def inception_classifier(num_classes: int, image_size: int = 299,
+                         backbone_weights: str | None = None) -> keras.Model:
+    """InceptionV3 (pooled 2048-d features) + a softmax head; inputs in [-1, 1], which is
+    InceptionV3's own preprocessing."""
+    if image_size < INCEPTION_MIN_SIZE:
+        raise ValueError(f"InceptionV3 needs images of at least {INCEPTION_MIN_SIZE} px, "
+                         f"got {image_size}")
+    backbone = keras.applications.InceptionV3(
+        include_top=False, weights=backbone_weights, input_shape=(image_size, image_size, 3),
+        pooling="avg")
+    inputs = keras.Input((image_size, image_size, 3))
+    features = backbone(inputs)
+    probs = keras.layers.Dense(num_classes, activation="softmax", name="probs")(features)
+    return keras.Model(inputs, [features, probs], name="inception_evaluator")
+
+
+def load_evaluator(weights: str | Path) -> Evaluator:
+    """An evaluator from a local file: a fine-tuned `.keras` classifier written by this
+    module, or the ImageNet InceptionV3 weights with the top (`...kernels.h5`)."""
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"--evaluator_weights={weights}: no such file")
+    if path.suffix == ".keras":
+        model = keras.saving.load_model(str(path), compile=False)
+        if len(model.outputs) != 2:
+            raise ValueError(f"--evaluator_weights={weights}: expected a model with outputs "
+                             f"[features, probs] written by python -m onegan_tf.evaluator")
+        return Evaluator(model, "inception-finetuned", {"weights": str(path)})
+    try:
+        full = keras.applications.InceptionV3(include_top=True, weights=str(path))
+    except ValueError as error:
+        raise ValueError(
+            f"--evaluator_weights={weights}: not ImageNet InceptionV3 weights with the top "
+            f"({error}). Weights without the top give no class probabilities: fine-tune them "
+            f"first with python -m onegan_tf.evaluator --init_weights={weights} ...") from error
+    model = keras.Model(full.inputs, [full.get_layer("avg_pool").output, full.outputs[0]])
+    return Evaluator(model, "inception-imagenet", {"weights": str(path)})
+
+
+def labelled_training_data(config: Config) -> tuple[tf.data.Dataset, int]:
+    """(image in [-1, 1] at the config's size, class) examples to fine-tune on, and the class
+    count: the object stream of a TFDS dataset, or a folder's eval/ images with labels.csv."""
+    from onegan_tf.data import images as image_ops
+    if config.dataset == "shapes":
+        raise ValueError("--dataset=shapes uses the built-in small evaluator; nothing to "
+                         "fine-tune")
+    if config.dataset == "folder":
+        from onegan_tf.data import folder
+        batch = folder.evaluation_batch(config, 10**9)
+        if "child" not in batch:
+            raise ValueError(f"--data_dir={config.data_dir}: fine-tuning needs class labels in "
+                             f"eval/labels.csv")
+        labels = batch["child"].numpy()
+        ds = tf.data.Dataset.from_tensor_slices((batch["image"], batch["child"]))
+        return ds, int(labels.max()) + 1
+    from onegan_tf.data import tfds_data
+    classes = tfds_data._builder(config).info.features["label"].num_classes
+    ds = tfds_data.object_examples(config, "objects").map(
+        lambda ex: (image_ops.to_model_range(ex["image"]), ex["label"]))
+    return ds, int(classes)
+
+
+def finetune(config: Config, init_weights: str | None, output: str | Path, *, steps: int,
+             batch_size: int = 32, image_size: int = 299, learning_rate: float = 1e-4,
+             log=print) -> Path:
+    """Fine-tunes InceptionV3 (+ a new head) on the dataset's labels; writes a `.keras` file."""
+    output = Path(output)
+    if output.suffix != ".keras":
+        raise ValueError(f"--output={output}: must end in .keras")
+    if init_weights and not Path(init_weights).expanduser().is_file():
+        raise FileNotFoundError(f"--init_weights={init_weights}: no such file")
+    ds, classes = labelled_training_data(config)
+    model = inception_classifier(classes, image_size,
+                                 str(Path(init_weights).expanduser()) if init_weights else None)
+    classifier = keras.Model(model.inputs, model.outputs[1])
+    classifier.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                       loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    resize = lambda x, y: (tf.image.resize(x, [image_size, image_size]), y)  # noqa: E731
+    train = (ds.shuffle(2048, seed=config.seed).repeat().map(resize, tf.data.AUTOTUNE)
+             .map(lambda x, y: (tf.image.random_flip_left_right(x), y))
+             .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+    log(f"fine-tuning InceptionV3 on {config.dataset} ({classes} classes) for {steps} steps")
+    history = classifier.fit(train, steps_per_epoch=steps, epochs=1, verbose=2)
+    log(f"final training accuracy {history.history['accuracy'][-1]:.3f}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.stem}.{os.getpid()}.tmp.keras")
+    model.save(str(tmp))
+    os.replace(tmp, output)
+    return output
+
+
+def main(argv):
+    from onegan_tf import cli
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.output:
+        print("error: --output is required (a .keras file)", file=sys.stderr)
+        return 2
+    try:
+        config = cli.config_from_flags()
+        path = finetune(config, FLAGS.init_weights, FLAGS.output, steps=FLAGS.steps,
+                        batch_size=FLAGS.finetune_batch_size,
+                        image_size=FLAGS.evaluator_image_size,
+                        learning_rate=FLAGS.finetune_learning_rate)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}; use it with python -m onegan_tf.evaluate --evaluator_weights={path}")
+    return 0
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    from onegan_tf import cli
+    cli.define_config_flags()
+    flags.DEFINE_string("init_weights", None, "InceptionV3 weights to start from (a local "
+                        "ImageNet .h5, with or without the top); default random")
+    flags.DEFINE_string("output", None, "the fine-tuned evaluator, a .keras file")
+    flags.DEFINE_integer("steps", 3000, "fine-tuning steps")
+    flags.DEFINE_integer("finetune_batch_size", 32, "fine-tuning batch size")
+    flags.DEFINE_integer("evaluator_image_size", 299, "InceptionV3 input size")
+    flags.DEFINE_float("finetune_learning_rate", 1e-4, "Adam learning rate")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
