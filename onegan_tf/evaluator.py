@@ -19,6 +19,7 @@ probabilities (for the Inception scores):
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -109,8 +110,12 @@ def _shapes_batches(image_size: int, batch_size: int, start: int, count: int | N
 def shapes_evaluator(image_size: int, cache_dir: str | Path | None = None, steps: int = 1500,
                      batch_size: int = 64, log=print) -> Evaluator:
     """The cached shapes classifier for `image_size`, trained first if not cached yet."""
+    from onegan_tf.data import shapes
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    path = cache_dir / f"shapes-evaluator-v{SHAPES_EVALUATOR_VERSION}-{image_size}px.weights.h5"
+    # The key includes the data generator's source: a changed dataset retrains the evaluator.
+    data_hash = hashlib.sha256(Path(shapes.__file__).read_bytes()).hexdigest()[:10]
+    path = cache_dir / (f"shapes-evaluator-v{SHAPES_EVALUATOR_VERSION}-{data_hash}-"
+                        f"{image_size}px.weights.h5")
     model = small_classifier(image_size, SHAPES_CLASSES)
     if path.exists():
         try:

@@ -4,10 +4,11 @@ Hierarchy (ground truth is returned for evaluation only):
   parent = silhouette: disc, square, triangle, plus, star, ring (`num_parents` <= 6);
   child  = appearance: a fill hue unique across ALL children plus a texture (solid, stripes, dots,
            checker); child id = parent * children_per_parent + k (`children_per_parent` <= 4).
-Backgrounds are muted, smooth colour gradients with low-frequency noise and soft blobs, of any
-hue and direction and independent of the object's classes. (An earlier version tied their hue to
-the parent; with each child's unique hue that let k-means on raw pixels cluster the children
-with NMI 0.85, so the clustering numbers meant nothing. Now that baseline scores ~0.3.)
+Backgrounds are muted, smooth colour gradients with low-frequency noise and soft blobs; their hue
+family depends on the parent (like water birds on water), their brightness (dark to light) and
+gradient direction do not. The wide brightness range is what keeps trivial clustering honest: with
+a narrow one, k-means on raw pixels found the children with NMI 0.85 (bright backgrounds
+differ more between images than the hue families or the objects do, so now it scores ~0.3).
 
 Every example is a pure function of (seed, stream, index): its random numbers come from
 `tf.random.stateless_uniform` seeded per example, so an index renders the same scene in any batch
@@ -44,6 +45,8 @@ _UNIT_AREA = (math.pi, 2.0, 1.2990, 2.2033, 1.4695, math.pi * (1 - _RING_INNER**
 _UNIT_BOUND = (1.0, 1.0, 1.0, 1.053, 1.0, 1.0)
 _AREA_RANGE = (0.09, 0.30)  # object area as a fraction of the image, before border clipping
 
+# Background hue family per parent: water, grass, sand, dusk, teal, brick.
+_BG_HUES = (0.58, 0.28, 0.09, 0.78, 0.47, 0.99)
 
 
 def _example_uniforms(indices, seed, stream):
@@ -113,12 +116,13 @@ def _soft_band(t, width, pixel):
     return tf.clip_by_value((width / 2 - dist) / pixel + 0.5, 0.0, 1.0)
 
 
-def _background(u, image_size):
+def _background(u, parent, image_size):
     """Muted gradient + low-frequency noise + soft blobs. -> [B, H, W, 3] in [0, 1]."""
     x, y = _grid(image_size)
-    hue = u[:, 16]
-    dark = _hsv(hue, 0.3 + 0.25 * u[:, 18], 0.2 + 0.2 * u[:, 20])
-    light = _hsv(hue + 0.03 + 0.06 * u[:, 17], 0.2 + 0.25 * u[:, 19], 0.6 + 0.2 * u[:, 21])
+    hue = tf.gather(_BG_HUES, parent) + (u[:, 16] - 0.5) * 0.08
+    level = 0.05 + 0.75 * u[:, 20]  # overall brightness, independent of the parent
+    dark = _hsv(hue, 0.3 + 0.25 * u[:, 18], level * (0.5 + 0.2 * u[:, 21]))
+    light = _hsv(hue + 0.03 + 0.06 * u[:, 17], 0.2 + 0.25 * u[:, 19], tf.minimum(1.4 * level, 1.0))
     angle = _col(2 * math.pi * u[:, 22])
     ramp = 0.5 + 0.4 * (x * tf.cos(angle) + y * tf.sin(angle)) + _col(u[:, 23] - 0.5) * 0.3
     bg = dark + (light - dark) * tf.clip_by_value(ramp, 0.0, 1.0)[..., None]
@@ -127,7 +131,7 @@ def _background(u, image_size):
         bx, by, radius, amp = b[:, 0] * 2 - 1, b[:, 1] * 2 - 1, 0.25 + 0.35 * b[:, 2], b[:, 3] - 0.5
         d2 = tf.square(x - _col(bx)) + tf.square(y - _col(by))
         bg += (0.25 * _col(amp) * tf.exp(-d2 / _col(2 * radius**2)))[..., None]
-    # Mostly luminance noise, little colour noise.
+    # Mostly luminance noise, little colour noise, so the parent's hue family stays visible.
     grid = tf.reshape(u[:, 32:96] * 2 - 1, [-1, _NOISE_GRID, _NOISE_GRID, 4])
     noise = tf.image.resize(grid, [image_size, image_size], method="bicubic")
     bg += 0.1 * noise[..., :1] + 0.03 * noise[..., 1:]
@@ -205,7 +209,7 @@ def render_objects(
     u = _example_uniforms(indices, seed, _OBJECT_STREAM)
     parent = tf.minimum(tf.cast(u[:, 0] * num_parents, tf.int32), num_parents - 1)
     k = tf.minimum(tf.cast(u[:, 1] * children_per_parent, tf.int32), children_per_parent - 1)
-    background = _background(u, image_size)
+    background = _background(u, parent, image_size)
     colour, coverage = _object(u, parent, k, num_parents, children_per_parent, image_size)
     image = background + (colour - background) * coverage[..., None]  # == background where 0
     return {
@@ -218,13 +222,13 @@ def render_objects(
 
 
 def render_backgrounds(indices, *, seed: int, image_size: int, num_parents: int = 4) -> tf.Tensor:
-    """Clean backgrounds for int64 `indices` [B] -> [B, H, W, 3] in [-1, 1]. Same distribution
-    as the objects' backgrounds, drawn from a separate random stream. (`num_parents` is kept
-    for callers; backgrounds no longer depend on it.)"""
+    """Clean backgrounds (random parent's family) for int64 `indices` [B] -> [B, H, W, 3] in
+    [-1, 1]. Same distribution as the objects' backgrounds, drawn from a separate random stream."""
     _check(num_parents)
     indices = tf.convert_to_tensor(indices, tf.int64)
     u = _example_uniforms(indices, seed, _BACKGROUND_STREAM)
-    return _background(u, image_size) * 2.0 - 1.0
+    parent = tf.minimum(tf.cast(u[:, 0] * num_parents, tf.int32), num_parents - 1)
+    return _background(u, parent, image_size) * 2.0 - 1.0
 
 
 def _index_batches(batch_size, start_index, num_examples):
