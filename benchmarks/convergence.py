@@ -121,10 +121,12 @@ def table(rows: dict[str, dict]) -> str:
     lines.append(
         f"| *centred ellipse* | | | | | | *{fmt(seg['centred_ellipse']['iou'])}* | "
         f"*{fmt(seg['centred_ellipse']['dice'])}* | | | | | | |")
-    km = lambda s, k: s["baselines"]["kmeans_pixels"][k]  # noqa: E731
-    lines.append(
-        f"| *k-means on pixels* | | | | | | | | *{fmt(km(cp, 'acc'))}* | *{fmt(km(cp, 'nmi'))}* "
-        f"| *{fmt(km(cc, 'acc'))}* | *{fmt(km(cc, 'nmi'))}* | | |")
+    for name in cp["baselines"]:
+        km = lambda s, k: s["baselines"][name][k]  # noqa: E731, B023
+        lines.append(
+            f"| *{name.replace('kmeans_pixels_', 'k-means on pixels, ')}* | | | | | | | | "
+            f"*{fmt(km(cp, 'acc'))}* | *{fmt(km(cp, 'nmi'))}* "
+            f"| *{fmt(km(cc, 'acc'))}* | *{fmt(km(cc, 'nmi'))}* | | |")
     removal = any_row["object_removal"]["baselines"]["mean_colour_fill"]["psnr"]
     lines.append(f"| *mean-colour fill* | | | | | | | | | | | | | *{fmt(removal, 2)}* |")
     return "\n".join(lines) + "\n"

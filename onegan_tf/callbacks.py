@@ -105,7 +105,10 @@ class TrainingMonitor(keras.callbacks.Callback):
               flush=True)
 
     def evaluate(self, step):
+        started = time.time()
         results = self.evaluator(self.model)
+        # Its cost is logged so the overhead of --eval_every is visible (stats.jsonl, TB).
+        results["eval/seconds"] = time.time() - started
         rundir.append_stats(self.run_dir, {"step": step, **results})
         if self.writer is not None:
             with self.writer.as_default(step=step):

@@ -79,6 +79,14 @@ def test_run_dir_stats(resumed_run):
     for record in records:
         assert {"gen/total", "D_generation/total", "images_per_second"} <= set(record)
     assert "fake/REC" in records[-1] and "fake/REC" not in records[0]
+    # Periodic evaluation on held-out images (eval_every = 15 > 12: the last step of each call).
+    evaluations = [r for r in all_records if "eval/iou" in r]
+    assert [r["step"] for r in evaluations] == [6, 12]
+    for record in evaluations:
+        for key in ("eval/iou", "eval/dice", "eval/parent_acc", "eval/parent_nmi",
+                    "eval/child_acc", "eval/child_nmi"):
+            assert 0.0 <= record[key] <= 1.0, key
+        assert 0 < record["eval/seconds"] < 60
 
 
 def test_run_dir_samples(resumed_run):
@@ -113,6 +121,7 @@ def test_run_dir_tensorboard(resumed_run):
                 steps.add(event.step)
     assert {"gen/total", "D_generation/total", "images_per_second"} <= tags
     assert {"samples/generation", "samples/reconstruction"} <= tags
+    assert {"eval/iou", "eval/parent_acc", "eval/child_nmi", "eval/seconds"} <= tags
     assert {5, 6, 10, 12} <= steps
 
 
