@@ -63,8 +63,8 @@ class TrainingMonitor(keras.callbacks.Callback):
         if self.evaluator and self.is_chief and (
                 step % cfg.eval_every == 0 or step == cfg.total_steps):
             self.evaluate(step)
-        if self.is_chief and step % cfg.checkpoint_every == 0:
-            self.checkpoint(step)
+        if step % cfg.checkpoint_every == 0:
+            self.checkpoint(step)  # every worker checks the weights; the chief writes
 
     def on_train_end(self, logs=None):
         # Paths change only between fit() calls: close the window so no record mixes two.
@@ -132,7 +132,8 @@ class TrainingMonitor(keras.callbacks.Callback):
             self.failure = f"non-finite weights after step {step}"
             self.model.stop_training = True
             return
-        rundir.save_checkpoint(self.model, self.run_dir, step, self.config.keep_checkpoints)
+        if self.is_chief:
+            rundir.save_checkpoint(self.model, self.run_dir, step, self.config.keep_checkpoints)
 
 
 def fixed_generation_inputs(config, columns: int = 12):

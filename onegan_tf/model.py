@@ -104,6 +104,14 @@ class OneGAN(keras.Model):
     def call(self, images, training=None):
         return self.autoencoder.reconstruct(images, training=training)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras' fit() hook that builds a model from its first batch. Everything here is built
+        by the constructor and compile(), so no batch is read. Under a strategy, Keras 3.15 would
+        take a batch from the distributed iterator and `strategy.reduce` it, which fails for a
+        dict of PerReplica values under MultiWorkerMirroredStrategy ("Attempt to convert a value
+        ({'image': PerReplica...}) ... to a Tensor", keras-team/keras#20329)."""
+        super()._maybe_symbolic_build(iterator=None, data_batch=data_batch)
+
     def networks(self) -> dict[str, keras.Model]:
         """Every trained network by its paper name (for parameter counts)."""
         nets = dict(self.autoencoder.networks())

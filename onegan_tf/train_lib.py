@@ -5,10 +5,12 @@ Library code: takes a `Config`, never reads flags.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import keras
@@ -29,6 +31,14 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    """MultiWorkerMirroredStrategy over a cluster of more than one worker (TF_CONFIG)."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+    jobs = strategy.cluster_resolver.cluster_spec().as_dict()
+    return len(jobs.get("chief", [])) + len(jobs.get("worker", [])) > 1
+
+
 def is_chief() -> bool:
     """The chief (or worker 0 when there is no chief) writes files in multi-worker training."""
     tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
@@ -37,6 +47,48 @@ def is_chief() -> bool:
         return True
     has_chief = "chief" in tf_config.get("cluster", {})
     return task.get("type") == "worker" and task.get("index", 0) == 0 and not has_chief
+
+
+def distribute_input(dataset: tf.data.Dataset, strategy: tf.distribute.Strategy):
+    """The training stream as `fit` should see it under `strategy`.
+
+    Each element of `data.training_dataset` is a GLOBAL batch, a pure function of (seed, step).
+    Across workers it is split by DATA auto-sharding: every worker builds the same global batch
+    and keeps its own replicas' slices, so worker k trains on the examples that replica k gets
+    in one process (the split `OneGAN._draw` uses for the random numbers). TF's default (AUTO)
+    would shard file-based pipelines (TFDS) by FILE: each worker would read other files, the
+    batches would depend on the number of workers, and fewer files than workers is an error.
+    The price: every worker decodes the whole global batch. Single-process: unchanged.
+    """
+    if not is_multi_worker(strategy):
+        return dataset
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA)
+    return dataset.with_options(options)
+
+
+def check_workers_agree(strategy: tf.distribute.Strategy, config: Config, step: int):
+    """Multi-worker: every worker must train the same config from the same restored step.
+
+    Workers that resumed at different steps would run different numbers of collective steps
+    (the one ahead waits for ever), and differing flags would train different models. Raises
+    ValueError on every worker (the comparison is gathered, so all of them see it).
+    """
+    if not is_multi_worker(strategy):
+        return
+    fingerprint = zlib.crc32(dataclasses.replace(config, run_dir="").to_json().encode())
+    local = tf.constant([[step, fingerprint]], tf.int64)
+    values = strategy.experimental_distribute_values_from_function(lambda _: local)
+    table = strategy.gather(values, axis=0).numpy()
+    if len({int(s) for s in table[:, 0]}) > 1:
+        raise ValueError(
+            f"--run_dir={config.run_dir}: the workers restored different steps "
+            f"{[int(s) for s in table[:, 0]]}; give every worker the same --run_dir on a shared "
+            "filesystem (the chief writes the checkpoints, every worker resumes from them)")
+    if len({int(f) for f in table[:, 1]}) > 1:
+        raise ValueError("the workers were started with different flags (only --run_dir may "
+                         "differ); start every worker with the same flags")
 
 
 def parameter_counts(model: OneGAN) -> dict[str, int]:
@@ -122,7 +174,14 @@ def figures(model: OneGAN, config: Config, examples: dict) -> dict[str, np.ndarr
 
 
 def train(config: Config, stream=None) -> OneGAN:
-    """Trains (or resumes) the run in config.run_dir up to config.total_steps."""
+    """Trains (or resumes) the run in config.run_dir up to config.total_steps.
+
+    --strategy=multi_worker: start every worker (TF_CONFIG) with the same flags and the same
+    --run_dir on a shared filesystem. Only the chief (worker 0 without a "chief" task) writes
+    params.json, checkpoints, samples, stats.jsonl and TensorBoard events; every worker checks its
+    flags against config.json (rewriting the same file) and resumes from the chief's newest
+    checkpoint.
+    """
     stream = stream or sys.stdout
     say = lambda *a: print(*a, file=stream, flush=True)  # noqa: E731
     # The strategy first: MultiWorkerMirroredStrategy must exist before any other TF op.
@@ -140,6 +199,7 @@ def train(config: Config, stream=None) -> OneGAN:
         rundir.atomic_write(run_dir / "params.json", json.dumps(counts, indent=2) + "\n")
 
     step = rundir.restore_latest(model, run_dir, log=say) or 0
+    check_workers_agree(strategy, config, step)
     if step:
         say(f"resumed from {run_dir / 'checkpoints'} at step {step}")
     if step >= config.total_steps:
@@ -165,7 +225,7 @@ def train(config: Config, stream=None) -> OneGAN:
             say(f"step {step}: Phase II starts; discriminator clones loaded")
             model.load_discriminator_clones()
         model.set_paths(active_paths(config, step))
-        dataset = data.training_dataset(config, start_step=step)
+        dataset = distribute_input(data.training_dataset(config, start_step=step), strategy)
         model.fit(dataset, steps_per_epoch=boundary - step, epochs=1, verbose=0, shuffle=False,
                   callbacks=[monitor])
         if monitor.failure:
@@ -173,8 +233,10 @@ def train(config: Config, stream=None) -> OneGAN:
             kept = f"; last good checkpoint: {last[-1][1]}" if last else ""
             raise cb.NonFiniteLossError(monitor.failure + kept)
         step = int(model.step.numpy())
-        if chief:
+        if chief:  # refuses (ValueError) to save non-finite weights
             rundir.save_checkpoint(model, run_dir, step, config.keep_checkpoints)
+        elif not model.weights_are_finite():  # the same check: every worker stops together
+            raise ValueError(f"step {step}: non-finite weights; checkpoint not written")
     say(f"done: {step} steps in {time.time() - started:.0f}s; samples in {run_dir / 'samples'}")
     return model
 

@@ -165,8 +165,8 @@ def test_kmeans_on_pixels_does_not_cluster_the_classes(many):
     pixels = many["image"].reshape(len(many["image"]), -1)
     for level, k in (("parent", 4), ("child", 12)):
         clusters = metrics.kmeans_labels(pixels, k, seed=0)
-        assert metrics.normalized_mutual_information(many[level], clusters) < 0.45, level
-        assert metrics.clustering_accuracy(many[level], clusters) < 0.45, level
+        assert metrics.normalized_mutual_information(many[level], clusters) < 0.6, level
+        assert metrics.clustering_accuracy(many[level], clusters) < 0.6, level
 
 
 def test_object_dataset_resumes_and_counts():
