@@ -157,6 +157,18 @@ def test_backgrounds_follow_the_parent_in_hue_only_and_are_muted(many):
     assert sat[fg].mean() > sat[~fg].mean() + 0.2
 
 
+def test_background_ripples_follow_the_parent(many):
+    """The ripples' orientation (from the structure tensor of the high-passed luminance)
+    identifies the parent."""
+    value = tf.image.rgb_to_hsv((many["background"] + 1) / 2).numpy()[..., 2]
+    blurred = tf.nn.avg_pool2d(value[..., None], 5, 1, "SAME").numpy()[..., 0]
+    fine = (value - blurred)[:, 4:-4, 4:-4]
+    gy, gx = np.gradient(fine, axis=(1, 2))
+    jxx, jyy, jxy = (gx * gx).mean((1, 2)), (gy * gy).mean((1, 2)), (gx * gy).mean((1, 2))
+    orientation = np.stack([jxx - jyy, 2 * jxy], 1) / (jxx + jyy)[:, None]
+    assert _nearest_centroid_accuracy(orientation, many["parent"]) > 0.9
+
+
 def test_kmeans_on_pixels_does_not_cluster_the_classes(many):
     """The trivial clustering baseline stays far below what a model that finds the objects
     reaches, so the evaluation's ACC / NMI mean something."""
