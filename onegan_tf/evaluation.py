@@ -60,7 +60,8 @@ def infer_in_batches(autoencoder: AutoEncoder, images, batch_size: int = 128) ->
         clusters = inference.cluster(autoencoder, batch)
         return {"mask": out["mask"], "reconstruction": out["image"],
                 "background": out["background"], "parent": clusters["parent"],
-                "child": clusters["child"]}
+                "child": clusters["child"],
+                "shape_parent": tf.argmax(clusters["shape_parent_probs"], axis=-1)}
 
     parts = [{k: v.numpy() for k, v in run(tf.constant(images[s:s + batch_size])).items()}
              for s in range(0, len(images), batch_size)]
@@ -169,6 +170,11 @@ def evaluate(autoencoder: AutoEncoder, examples: dict, evaluator=None,
         if level in examples:
             results[f"clustering_{level}"] = _clustering(out[level], np.asarray(examples[level]),
                                                          images, seed)
+    if "parent" in examples:  # E_p's own parent head, for diagnosis (not the assignment)
+        labels = np.asarray(examples["parent"])
+        results["clustering_parent_shape_head"] = {
+            "acc": metrics.clustering_accuracy(labels, out["shape_parent"]),
+            "nmi": metrics.normalized_mutual_information(labels, out["shape_parent"])}
     if "background" in examples and "mask" in examples:
         results["object_removal"] = _object_removal(out["background"], images,
                                                     np.asarray(examples["background"]),
@@ -207,6 +213,10 @@ def markdown_table(results: dict, title: str = "") -> str:
                 row(f"clustering ({level})", metric.upper(), section[metric],
                     {name.replace("kmeans_pixels_", "k-means on pixels "): v[metric]
                      for name, v in section["baselines"].items()})
+    if "clustering_parent_shape_head" in results:
+        head = results["clustering_parent_shape_head"]
+        for metric in ("acc", "nmi"):
+            row("clustering (parent, E_p head)", metric.upper(), head[metric])
     row("reconstruction", "L1 (0-1 scale)", results["reconstruction"]["l1"], digits=4)
     if "object_removal" in results:
         rem = results["object_removal"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import tensorflow as tf
 from keras import ops
 
-from onegan_tf.autoencoder import AutoEncoder, ablate_betas
+from onegan_tf.autoencoder import AutoEncoder, ablate_betas, parent_of
 from onegan_tf.generators import compose
 
 
@@ -45,14 +45,26 @@ def remove_object(autoencoder: AutoEncoder, images):
 
 
 def cluster(autoencoder: AutoEncoder, images):
-    """-> dict(parent_probs [B, N_P], child_probs [B, N_C], parent [B], child [B] int32)."""
+    """-> dict(parent_probs [B, N_P], child_probs [B, N_C], parent [B], child [B] int32,
+    shape_parent_probs [B, N_P]).
+
+    The child is E_c's cluster. The parent is the child's parent in the code tree (Eq. 1 ties
+    e_p to e_c: child c belongs to parent floor(c N_P / N_C)), and parent_probs sums the child
+    probabilities over each parent's children, so the two levels always agree. E_p's own parent
+    head is returned as shape_parent_probs: trained only through e_p, it collapsed to one parent
+    for almost all real images during real reconstruction in the demo (see README), so it is
+    not used for the assignment."""
+    cfg = autoencoder.config
     encoded = autoencoder.encode(tf.convert_to_tensor(images, tf.float32))
-    parent_probs = ops.softmax(encoded["parent_logits"], axis=-1)
     child_probs = ops.softmax(encoded["child_logits"], axis=-1)
-    return {"parent_probs": parent_probs, "child_probs": child_probs,
-            # tf.argmax converts to TFLite (Keras' argmax adds a BitwiseAnd op).
-            "parent": tf.argmax(parent_probs, axis=-1, output_type=tf.int32),
-            "child": tf.argmax(child_probs, axis=-1, output_type=tf.int32)}
+    tree = tf.one_hot(parent_of(tf.range(cfg.num_children), cfg.num_children, cfg.num_parents),
+                      cfg.num_parents)  # [N_C, N_P] membership
+    # tf.argmax converts to TFLite (Keras' argmax adds a BitwiseAnd op).
+    child = tf.argmax(child_probs, axis=-1, output_type=tf.int32)
+    return {"parent_probs": tf.matmul(child_probs, tree), "child_probs": child_probs,
+            "parent": tf.cast(parent_of(child, cfg.num_children, cfg.num_parents), tf.int32),
+            "child": child,
+            "shape_parent_probs": ops.softmax(encoded["parent_logits"], axis=-1)}
 
 
 def translate(autoencoder: AutoEncoder, images, child_id):

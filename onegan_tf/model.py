@@ -337,6 +337,13 @@ class OneGAN(keras.Model):
 
         logs.update(terms)
         logs["total"] = total
+        strategy = tf.distribute.get_strategy()
+        if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+                and strategy.extended._in_multi_worker_mode()):
+            # Keras 3.15 reduces the logs across workers with strategy.reduce(MEAN, v, axis=0),
+            # which rejects scalars ("Invalid reduction dimension 0 for input with 0
+            # dimensions", tensorflow/tensorflow#72388): shape [1] reduces to the scalar mean.
+            logs = {k: ops.reshape(v, (1,)) for k, v in logs.items()}
         return logs
 
     def _reconstruct(self, images, site):

@@ -6,7 +6,7 @@ Signatures (inputs -> outputs; B is free, S = config.image_size):
 | signature | inputs | outputs |
 |---|---|---|
 | `segment` (= `serving_default`) | images f32 [B,S,S,3] in [-1,1] | mask f32 [B,S,S,1] in [0,1] |
-| `cluster` | images | parent_probs [B,N_P], child_probs [B,N_C], parent, child int32 [B] |
+| `cluster` | images | parent_probs, shape_parent_probs [B,N_P]; child_probs [B,N_C]; ids |
 | `reconstruct` | images | image, foreground, background [B,S,S,3]; mask [B,S,S,1] |
 | `remove_object` | images | background [B,S,S,3] |
 | `translate` | images, child_id int32 [B] | image [B,S,S,3] |

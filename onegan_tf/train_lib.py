@@ -221,7 +221,7 @@ def train(config: Config, stream=None) -> OneGAN:
     boundaries = schedule_boundaries(config)
     while step < config.total_steps:
         boundary = next(b for b in boundaries if b > step)
-        if clone_step is not None and step >= clone_step and not int(model.clones_loaded):
+        if clone_step is not None and step >= clone_step and not int(model.clones_loaded.numpy()):
             say(f"step {step}: Phase II starts; discriminator clones loaded")
             model.load_discriminator_clones()
         model.set_paths(active_paths(config, step))

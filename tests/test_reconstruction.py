@@ -552,7 +552,15 @@ def test_inference_segment_cluster_reconstruct_remove(ema, images, cfg):
         assert np.all(probs >= 0)
         assert clusters[level].dtype == np.int32
         assert np.all((clusters[level] >= 0) & (clusters[level] < n))
-        np.testing.assert_array_equal(clusters[level], probs.argmax(-1))
+    np.testing.assert_array_equal(clusters["child"], clusters["child_probs"].argmax(-1))
+    # The parent is the child's parent in the code tree; parent_probs sums its children.
+    tree_parent = clusters["child"] * cfg.num_parents // cfg.num_children
+    np.testing.assert_array_equal(clusters["parent"], tree_parent)
+    members = np.arange(cfg.num_children) * cfg.num_parents // cfg.num_children
+    for p in range(cfg.num_parents):
+        np.testing.assert_allclose(clusters["parent_probs"][:, p],
+                                   clusters["child_probs"][:, members == p].sum(-1), rtol=1e-5)
+    np.testing.assert_allclose(clusters["shape_parent_probs"].sum(-1), 1.0, rtol=1e-5)
     recon = {k: v.numpy() for k, v in inference.reconstruct(ema, images).items()}
     for key in ("image", "foreground", "background"):
         assert recon[key].shape == (BATCH, 32, 32, 3)
