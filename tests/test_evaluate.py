@@ -55,12 +55,16 @@ def test_shapes_evaluator_is_accurate_and_cached(evaluator_cache):
         judge(np.zeros((2, 32, 32), np.float32))
 
 
-def test_damaged_cache_is_retrained(evaluator_cache, tmp_path):
+def test_damaged_cache_is_retrained_and_a_weak_evaluator_refused(evaluator_cache, tmp_path):
     cache, _, _ = evaluator_cache
-    (tmp_path / next(cache.glob("*.weights.h5")).name).write_bytes(b"broken")
+    damaged = tmp_path / next(cache.glob("*.weights.h5")).name
+    damaged.write_bytes(b"broken")
     logs = []
-    evaluator.shapes_evaluator(32, tmp_path, steps=EVALUATOR_STEPS, log=logs.append)
-    assert "cannot read cached evaluator" in logs[0]
+    # Retraining starts; 3 steps cannot reach the accuracy gate, so nothing is cached.
+    with pytest.raises(RuntimeError, match="held-out accuracy"):
+        evaluator.shapes_evaluator(32, tmp_path, steps=3, log=logs.append)
+    assert "cannot read cached evaluator" in logs[0] and "training" in logs[1]
+    assert damaged.read_bytes() == b"broken" and not list(tmp_path.glob(".*tmp*"))
 
 
 def test_evaluate_run_writes_every_section(shapes_run, evaluator_cache):
