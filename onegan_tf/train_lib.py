@@ -237,7 +237,8 @@ def train(config: Config, stream=None) -> OneGAN:
             rundir.save_checkpoint(model, run_dir, step, config.keep_checkpoints)
         elif not model.weights_are_finite():  # the same check: every worker stops together
             raise ValueError(f"step {step}: non-finite weights; checkpoint not written")
-    say(f"done: {step} steps in {time.time() - started:.0f}s; samples in {run_dir / 'samples'}")
+    where = f"; samples in {run_dir / 'samples'}" if chief else " (the chief writes the files)"
+    say(f"done: {step} steps in {time.time() - started:.0f}s{where}")
     return model
 
 
