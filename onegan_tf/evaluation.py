@@ -9,40 +9,28 @@ network (`onegan_tf.evaluator`); `markdown_table` renders it.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import tensorflow as tf
 
 from onegan_tf import inference, metrics
 from onegan_tf.autoencoder import AutoEncoder
 
-
-def predict_in_batches(autoencoder: AutoEncoder, images, batch_size: int = 128):
-    """Masks [N, H, W, 1] and parent/child ids [N] for images [N, H, W, 3] in [-1, 1]."""
-
-    @tf.function(reduce_retracing=True)
-    def run(batch):
-        clusters = inference.cluster(autoencoder, batch)
-        return inference.segment(autoencoder, batch), clusters["parent"], clusters["child"]
-
-    masks, parents, children = [], [], []
-    for start in range(0, len(images), batch_size):
-        m, p, c = run(tf.convert_to_tensor(images[start:start + batch_size]))
-        masks.append(m.numpy())
-        parents.append(p.numpy())
-        children.append(c.numpy())
-    return np.concatenate(masks), np.concatenate(parents), np.concatenate(children)
+_ANALYSE = weakref.WeakKeyDictionary()  # autoencoder -> its traced batch function
 
 
 def quick_metrics(autoencoder: AutoEncoder, examples: dict) -> dict[str, float]:
     """examples: dict of numpy arrays from data.evaluation_batch: "image", and whichever of
     "mask", "parent", "child" the dataset has (each metric needs its ground truth)."""
-    masks, parents, children = predict_in_batches(autoencoder, examples["image"])
+    out = infer_in_batches(autoencoder, examples["image"])
     results = {}
     if "mask" in examples:
-        results["eval/iou"] = metrics.iou(masks, examples["mask"])
-        results["eval/dice"] = metrics.dice(masks, examples["mask"])
-    for level, predicted in (("parent", parents), ("child", children)):
+        results["eval/iou"] = metrics.iou(out["mask"], examples["mask"])
+        results["eval/dice"] = metrics.dice(out["mask"], examples["mask"])
+    for level in ("parent", "child"):
         if level in examples:
+            predicted = out[level]
             labels = examples[level]
             results[f"eval/{level}_acc"] = metrics.clustering_accuracy(labels, predicted)
             results[f"eval/{level}_nmi"] = metrics.normalized_mutual_information(labels,
@@ -54,14 +42,17 @@ def infer_in_batches(autoencoder: AutoEncoder, images, batch_size: int = 128) ->
     """Everything the reconstruction path and encoders give for images [N, H, W, 3] in [-1, 1]:
     "mask", "reconstruction", "background" (object removed), "parent", "child" (numpy)."""
 
-    @tf.function(reduce_retracing=True)
-    def run(batch):
-        out = inference.reconstruct(autoencoder, batch)
-        clusters = inference.cluster(autoencoder, batch)
-        return {"mask": out["mask"], "reconstruction": out["image"],
-                "background": out["background"], "parent": clusters["parent"],
-                "child": clusters["child"],
-                "shape_parent": tf.argmax(clusters["shape_parent_probs"], axis=-1)}
+    run = _ANALYSE.get(autoencoder)
+    if run is None:  # traced once per model: periodic evaluation reuses it every time
+
+        @tf.function(reduce_retracing=True)
+        def run(batch):
+            out = inference.analyse(autoencoder, batch)  # the encoders run once per batch
+            return {"mask": out["mask"], "reconstruction": out["image"],
+                    "background": out["background"], "parent": out["parent"],
+                    "child": out["child"],
+                    "shape_parent": tf.argmax(out["shape_parent_probs"], axis=-1)}
+        _ANALYSE[autoencoder] = run
 
     parts = [{k: v.numpy() for k, v in run(tf.constant(images[s:s + batch_size])).items()}
              for s in range(0, len(images), batch_size)]

@@ -54,8 +54,12 @@ def cluster(autoencoder: AutoEncoder, images):
     head is returned as shape_parent_probs: trained only through e_p, it collapsed to one parent
     for almost all real images during real reconstruction in the demo (see README), so it is
     not used for the assignment."""
+    return _clusters(autoencoder, autoencoder.encode(tf.convert_to_tensor(images, tf.float32)))
+
+
+def _clusters(autoencoder: AutoEncoder, encoded):
+    """cluster() from the encoder outputs."""
     cfg = autoencoder.config
-    encoded = autoencoder.encode(tf.convert_to_tensor(images, tf.float32))
     child_probs = ops.softmax(encoded["child_logits"], axis=-1)
     tree = tf.one_hot(parent_of(tf.range(cfg.num_children), cfg.num_children, cfg.num_parents),
                       cfg.num_parents)  # [N_C, N_P] membership
@@ -65,6 +69,18 @@ def cluster(autoencoder: AutoEncoder, images):
             "parent": tf.cast(parent_of(child, cfg.num_children, cfg.num_parents), tf.int32),
             "child": child,
             "shape_parent_probs": ops.softmax(encoded["parent_logits"], axis=-1)}
+
+
+def analyse(autoencoder: AutoEncoder, images):
+    """reconstruct() and cluster() together, running the encoders once:
+    dict(image, foreground, mask, background, parent_probs, child_probs, parent, child,
+    shape_parent_probs)."""
+    images = tf.convert_to_tensor(images, tf.float32)
+    encoded = autoencoder.encode(images)
+    out = autoencoder.reconstruct(images, inference_betas(autoencoder, tf.shape(images)[0]),
+                                  encoded=encoded)
+    return {**{k: out[k] for k in ("image", "foreground", "mask", "background")},
+            **_clusters(autoencoder, encoded)}
 
 
 def translate(autoencoder: AutoEncoder, images, child_id):

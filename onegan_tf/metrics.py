@@ -243,19 +243,15 @@ def masked_l1_psnr(pred, target, region) -> tuple[float, float]:
     """Mean absolute error and PSNR inside `region` ([N, H, W, 1] > 0.5), per image then
     averaged, on images [N, H, W, 3] given in [-1, 1] and measured in [0, 1]. Images with an
     empty region are skipped."""
-    pred = (np.asarray(pred, np.float64) + 1) / 2
-    target = (np.asarray(target, np.float64) + 1) / 2
-    region = np.broadcast_to(np.asarray(region) > 0.5, pred.shape)
-    l1s, psnrs = [], []
-    for p, t, r in zip(pred, target, region):
-        if not r.any():
-            continue
-        diff = (p - t)[r]
-        l1s.append(np.mean(np.abs(diff)))
-        psnrs.append(10 * np.log10(1.0 / max(np.mean(diff ** 2), 1e-10)))
-    if not l1s:
+    diff = (np.asarray(pred, np.float64) - np.asarray(target, np.float64)) / 2
+    inside = np.broadcast_to(np.asarray(region) > 0.5, diff.shape)
+    count = inside.sum((1, 2, 3))
+    if not count.any():
         raise ValueError("no image has a non-empty region")
-    return float(np.mean(l1s)), float(np.mean(psnrs))
+    diff, count = np.where(inside, diff, 0.0)[count > 0], count[count > 0]
+    l1 = np.abs(diff).sum((1, 2, 3)) / count
+    mse = np.square(diff).sum((1, 2, 3)) / count
+    return float(np.mean(l1)), float(np.mean(10 * np.log10(1.0 / np.maximum(mse, 1e-10))))
 
 
 def kmeans_labels(features, k: int, seed: int = 0, iterations: int = 50) -> np.ndarray:

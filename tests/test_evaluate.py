@@ -86,7 +86,7 @@ def test_evaluate_run_writes_every_section(shapes_run, evaluator_cache):
     gen = on_disk["generation"]
     assert gen["fid"] > 0 and gen["is"] >= 1 and gen["cis"] >= 1 and gen["cfid"] > 0
     assert gen["is"] == pytest.approx(gen["cis"] * gen["wcis"], rel=1e-6)
-    assert gen["fid"] <= gen["bcfid"] + gen["cfid"] + 1e-6 or gen["cfid_classes"] < 12
+    assert 2 <= gen["cfid_classes"] <= 12  # the bound itself: test_metrics
     removal = on_disk["object_removal"]
     assert removal["baselines"]["object_left_in"]["l1"] > 0.1
     assert "| segmentation | IOU |" in table and "| generation | FID ↓ |" in table

@@ -566,6 +566,11 @@ def test_inference_segment_cluster_reconstruct_remove(ema, images, cfg):
         assert recon[key].shape == (BATCH, 32, 32, 3)
         assert recon[key].min() >= -1 and recon[key].max() <= 1
     np.testing.assert_array_equal(recon["mask"], mask)
+    # analyse() = reconstruct() + cluster() with one encoder pass.
+    both = {k: v.numpy() for k, v in inference.analyse(ema, images).items()}
+    assert set(both) == set(recon) | set(clusters)
+    for key, value in {**recon, **clusters}.items():
+        np.testing.assert_allclose(both[key], value, atol=1e-6, err_msg=key)
     removed = inference.remove_object(ema, images).numpy()
     np.testing.assert_array_equal(removed, recon["background"])
     # Inference is deterministic (means, fixed betas) and accepts numpy input.
