@@ -29,12 +29,16 @@ def parent_of(child, num_children: int, num_parents: int):
     return (child * num_parents) // num_children
 
 
-def straight_through_one_hot(logits):
-    """one_hot(argmax) forward, softmax gradient backward (the predicted class selects v)."""
-    soft = ops.softmax(logits, axis=-1)
+def hard_one_hot(logits):
+    """one_hot(argmax(logits)): the predicted class selects v; no gradient reaches the logits."""
     # tf.argmax, not ops.argmax: Keras' version adds a BitwiseAnd (for -0.0) that TFLite lacks.
-    hard = ops.one_hot(tf.argmax(logits, axis=-1), ops.shape(logits)[-1], dtype=soft.dtype)
-    return soft + ops.stop_gradient(hard - soft)
+    return ops.one_hot(tf.argmax(logits, axis=-1), ops.shape(logits)[-1], dtype=logits.dtype)
+
+
+def straight_through_one_hot(logits):
+    """one_hot(argmax) forward, softmax gradient backward (the `straight_through` deviation)."""
+    soft = ops.softmax(logits, axis=-1)
+    return soft + ops.stop_gradient(hard_one_hot(logits) - soft)
 
 
 def ablate_betas(config: Config, betas: dict) -> dict:
@@ -169,9 +173,12 @@ class AutoEncoder(keras.Model):
             return mean + ops.exp(0.5 * log_var) * noise[key]
 
         # (1) the predicted classes select the embeddings; the encoders' Gaussians give v-hat.
-        parent_one_hot = straight_through_one_hot(enc["parent_logits"])
+        # The paper trains e-hat only with Eq. 12: no reconstruction gradient reaches the logits
+        # unless the `straight_through` deviation is on.
+        select = straight_through_one_hot if self.config.straight_through else hard_one_hot
+        parent_one_hot = select(enc["parent_logits"])
         if child_one_hot is None:
-            child_one_hot = straight_through_one_hot(enc["child_logits"])
+            child_one_hot = select(enc["child_logits"])
         v_bg, v_p, v_c = self.embed(parent_one_hot, child_one_hot)
         v_p_hat = sample(enc["parent_mean"], enc["parent_log_var"], "parent")
         v_c_hat = sample(enc["child_mean"], enc["child_log_var"], "child")

@@ -20,6 +20,12 @@ _HELP = {
     "dataset": f"one of {', '.join(config_lib.DATASETS)}",
     "norm": f"generator normalisation (Table 3a): {', '.join(config_lib.NORMALIZATIONS)}",
     "strategy": f"tf.distribute strategy: {', '.join(config_lib.STRATEGIES)}",
+    "d_norm": f"D_c normalisation after its first conv: {', '.join(config_lib.D_NORMALIZATIONS)}",
+    "straight_through": "deviation: reconstruction gradients reach the encoders' class logits",
+    "eq13_to_generator": "deviation: the Eq. 13 distances also train the generators",
+    "mode_seeking_weight": "not in the paper: weight of the mode-seeking term (0 = off)",
+    "mask_parent_info_weight": "not in the paper: weight of the parent-from-mask head Q_p "
+                               "(0 = off)",
     "run_dir": "run directory (config, checkpoints, samples, logs); default runs/<preset>",
 }
 

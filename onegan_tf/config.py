@@ -12,6 +12,7 @@ from typing import Any
 
 DATASETS = ("shapes", "cub", "dogs", "cars", "folder")
 NORMALIZATIONS = ("glu_layernorm", "glu_instancenorm", "layernorm", "instancenorm", "batchnorm")
+D_NORMALIZATIONS = ("none", "layernorm")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 MIXED_PRECISION = ("float32", "mixed_float16", "mixed_bfloat16")
 
@@ -37,6 +38,8 @@ class Config:
     code_dim: int = 32  # d_p = d_c = d_bg
     bypass_divisor: int = 4  # pre-image / bypass resolution = image_size / bypass_divisor
     norm: str = "glu_layernorm"  # Table 3a
+    d_norm: str = "none"  # D_c after its first conv: "none" or "layernorm" (FineGAN: BatchNorm)
+    minibatch_stddev: bool = False  # D_c sees the batch's feature spread (not in the paper)
 
     # Optimisation (paper: Adam 2e-4, betas 0.5/0.999, batch 20).
     batch_size: int = 32
@@ -68,6 +71,22 @@ class Config:
     use_rm_loss: bool = True
     use_vae_loss: bool = True
     use_per_loss: bool = True
+
+    # Deviations from the paper's equations, off by default (docs/design.md gives the A/B runs).
+    # straight_through: reconstruction gradients reach the encoders' class logits through a
+    #   straight-through one-hot (the paper trains e-hat only with Eq. 12).
+    # eq13_to_generator: the Eq. 13 distances also train the generators through the generated
+    #   image they read (the paper trains only the encoders with Eq. 13).
+    straight_through: bool = False
+    eq13_to_generator: bool = False
+    # Not in the paper: weight of a mode-seeking term (Mao et al., CVPR 2019) in the generation
+    # path, 1 / (mean|I(c, z1) - I(c, z2)| / mean|z1 - z2| + 1e-5) over pairs of one code; half
+    # the batch repeats the codes of the other half. 0 = off.
+    mode_seeking_weight: float = 0.0
+    # Not in the paper: weight of a cross entropy that a small head Q_p, trained with the
+    # generators, reads the parent from the generated mask alone (FineGAN's parent stage has
+    # the like on its masked foreground). 0 = off (and no Q_p variables).
+    mask_parent_info_weight: float = 0.0
 
     # Execution.
     strategy: str = "default"
@@ -108,6 +127,8 @@ class Config:
             fail("dataset", f"unknown dataset; choose one of {', '.join(DATASETS)}")
         if self.norm not in NORMALIZATIONS:
             fail("norm", f"choose one of {', '.join(NORMALIZATIONS)}")
+        if self.d_norm not in D_NORMALIZATIONS:
+            fail("d_norm", f"choose one of {', '.join(D_NORMALIZATIONS)}")
         if self.strategy not in STRATEGIES:
             fail("strategy", f"choose one of {', '.join(STRATEGIES)}")
         if self.mixed_precision not in MIXED_PRECISION:
@@ -143,6 +164,9 @@ class Config:
                 fail(field, "must be positive")
         if not 0.0 <= self.ema_decay < 1.0:
             fail("ema_decay", "must be in [0, 1)")
+        for field in ("mode_seeking_weight", "mask_parent_info_weight"):
+            if not getattr(self, field) >= 0:  # also rejects NaN
+                fail(field, "must be >= 0")
         if self.learning_rate <= 0:
             fail("learning_rate", "must be positive")
         if not 0.0 <= self.mask_area_min < self.mask_area_max <= 1.0:

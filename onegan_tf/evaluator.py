@@ -1,11 +1,13 @@
-"""Evaluator networks for FID / IS / CFID / CIS (DESIGN section 7).
+"""Evaluator networks for FID / IS / CFID / CIS and the diversity within a code.
 
-An evaluator maps images in [-1, 1] to pooled features (for the Frechet distances) and class
-probabilities (for the Inception scores):
+An evaluator maps images in [-1, 1] to pooled features (for the Frechet distances and the
+diversity) and class probabilities (for the Inception scores):
 
 - `shapes`: a small CNN trained once on the synthetic child labels (4 shape families x 3
   appearances = 12 classes) and cached in `--evaluator_cache` (default
-  ~/.cache/onegan_tf). Labels are used here only; OneGAN never sees them.
+  ~/.cache/onegan_tf). Labels are used here only; OneGAN never sees them. Beside it, a mask
+  classifier tells the shape family from an object mask (`shape_classifier`, for the shape
+  accuracy of generated masks), trained on true masks and cached the same way.
 - real data: InceptionV3 from a local file given as `--evaluator_weights`: either a classifier
   fine-tuned on the dataset with this module's command (a `.keras` file, as the paper does)
 
@@ -20,6 +22,7 @@ probabilities (for the Inception scores):
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sys
 from pathlib import Path
@@ -40,8 +43,47 @@ SHAPES_EVALUATOR_VERSION = 2  # bump when the network or its training changes
 INCEPTION_MIN_SIZE = 75
 
 
+SHAPE_FAMILIES = 4  # shapes.render_objects' default parents: the families of evaluation data
+SHAPE_CLASSIFIER_SEED = 15485863  # its own stream, disjoint from the others
+SHAPE_CLASSIFIER_VERSION = 1  # bump when the network or its training changes
+SHAPE_CLASSIFIER_MIN_ACCURACY = 0.97
+
+
 def default_cache_dir() -> Path:
+    """$ONEGAN_TF_CACHE, else ~/.cache/onegan_tf."""
     return Path(os.environ.get("ONEGAN_TF_CACHE", Path.home() / ".cache" / "onegan_tf"))
+
+
+def _shapes_cache_path(cache_dir, kind: str, *key: str) -> Path:
+    """cache_dir (default `default_cache_dir()`) / kind-<hash>-key...weights.h5, where <hash>
+    is that of the shapes generator's source: a changed dataset retrains what was trained on
+    it."""
+    from onegan_tf.data import shapes
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    data_hash = hashlib.sha256(Path(shapes.__file__).read_bytes()).hexdigest()[:10]
+    return cache_dir / f"{'-'.join((kind, data_hash, *key))}.weights.h5"
+
+
+def _load_cached(model: keras.Model, path: Path, what: str, log) -> bool:
+    """Whether `model`'s weights were read from `path`; a damaged file is reported to `log`
+    and gives False (the caller retrains)."""
+    if not path.exists():
+        return False
+    try:
+        model.load_weights(str(path))
+        return True
+    except Exception as error:  # a damaged cache entry: train it again
+        log(f"warning: cannot read cached {what} {path} ({error}); retraining")
+        return False
+
+
+def _save_atomically(model: keras.Model, path: Path) -> None:
+    """Writes `model`'s weights to `path` through a temporary file, so that a reader never
+    sees a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.weights.h5")
+    model.save_weights(str(tmp))
+    os.replace(tmp, path)
 
 
 class Evaluator:
@@ -110,19 +152,11 @@ def _shapes_batches(image_size: int, batch_size: int, start: int, count: int | N
 def shapes_evaluator(image_size: int, cache_dir: str | Path | None = None, steps: int = 1500,
                      batch_size: int = 64, log=print) -> Evaluator:
     """The cached shapes classifier for `image_size`, trained first if not cached yet."""
-    from onegan_tf.data import shapes
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    # The key includes the data generator's source: a changed dataset retrains the evaluator.
-    data_hash = hashlib.sha256(Path(shapes.__file__).read_bytes()).hexdigest()[:10]
-    path = cache_dir / (f"shapes-evaluator-v{SHAPES_EVALUATOR_VERSION}-{data_hash}-"
-                        f"{image_size}px.weights.h5")
+    path = _shapes_cache_path(cache_dir, f"shapes-evaluator-v{SHAPES_EVALUATOR_VERSION}",
+                              f"{image_size}px")
     model = small_classifier(image_size, SHAPES_CLASSES)
-    if path.exists():
-        try:
-            model.load_weights(str(path))
-            return Evaluator(model, "shapes-cnn", {"weights": str(path)})
-        except Exception as error:  # a damaged cache entry: train it again
-            log(f"warning: cannot read cached evaluator {path} ({error}); retraining")
+    if _load_cached(model, path, "evaluator", log):
+        return Evaluator(model, "shapes-cnn", {"weights": str(path)})
     log(f"training the shapes evaluator ({steps} steps, batch {batch_size}) -> {path}")
     classifier = keras.Model(model.inputs, model.outputs[1])
     classifier.compile(optimizer=keras.optimizers.Adam(1e-3),
@@ -136,11 +170,104 @@ def shapes_evaluator(image_size: int, cache_dir: str | Path | None = None, steps
     if accuracy < 0.9:
         raise RuntimeError(f"the shapes evaluator reached only {accuracy:.3f} held-out "
                            f"accuracy; its FID/IS would mean little")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.weights.h5")
-    model.save_weights(str(tmp))
-    os.replace(tmp, path)
+    _save_atomically(model, path)
     return Evaluator(model, "shapes-cnn", {"weights": str(path), "accuracy": accuracy})
+
+
+# --- shapes: the shape family of an object mask ----------------------------------------------
+
+class MaskClassifier:
+    """A keras model masks [B, S, S, 1] -> family probabilities [B, F]. Masks are binarised
+    at 0.5 (as the segmentation metrics do, so soft generated masks are judged like the true
+    binary ones); masks of another size are resized to S first."""
+
+    def __init__(self, model: keras.Model, info: dict | None = None):
+        self.model = model
+        self.info = dict(info or {})
+        self.image_size = int(model.inputs[0].shape[1])
+        self.num_families = int(model.outputs[0].shape[-1])
+        self._traced = {}  # (H, W) -> tf.function with a free batch size: one trace per size
+
+    def _function(self, height: int, width: int):
+        key = (height, width)
+        if key not in self._traced:
+            self._traced[key] = tf.function(
+                self._forward, input_signature=[tf.TensorSpec([None, height, width, 1])])
+        return self._traced[key]
+
+    def _forward(self, masks):
+        masks = tf.cast(masks, tf.float32)
+        if masks.shape[1] != self.image_size or masks.shape[2] != self.image_size:
+            masks = tf.image.resize(masks, [self.image_size, self.image_size],
+                                    method="bilinear", antialias=True)
+        return self.model(tf.cast(masks >= 0.5, tf.float32), training=False)
+
+    def probabilities(self, masks, batch_size: int = 256) -> np.ndarray:
+        """Family probabilities [N, F] for masks [N, H, W, 1] in [0, 1]."""
+        masks = np.asarray(masks, np.float32)
+        if masks.ndim != 4 or masks.shape[-1] != 1:
+            raise ValueError(f"shape classifier: need masks [N, H, W, 1], got {masks.shape}")
+        run = self._function(*masks.shape[1:3])
+        return np.concatenate([run(tf.constant(masks[s:s + batch_size])).numpy()
+                               for s in range(0, len(masks), batch_size)])
+
+    def __call__(self, masks, batch_size: int = 256) -> np.ndarray:
+        """The most probable family [N] (int64) of each mask [N, H, W, 1] in [0, 1]."""
+        return self.probabilities(masks, batch_size).argmax(1)
+
+
+def mask_classifier_model(image_size: int, num_families: int, width: int = 16) -> keras.Model:
+    """Conv blocks down to 4x4 (stride 2 after the first), flatten, a 64-unit hidden layer and
+    a softmax over the families: masks [B, S, S, 1] -> probabilities [B, F]."""
+    inputs = keras.Input((image_size, image_size, 1))
+    strides = [1] + [2] * max(int(math.log2(image_size // 4)), 0)
+    x = inputs
+    for i, stride in enumerate(strides):
+        x = keras.layers.Conv2D(width * min(2**i, 4), 3, strides=stride, padding="same",
+                                activation="relu", name=f"conv{i}")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(64, activation="relu", name="hidden")(x)
+    probs = keras.layers.Dense(num_families, activation="softmax", name="probs")(x)
+    return keras.Model(inputs, probs, name="shape_classifier")
+
+
+def _mask_batches(image_size: int, num_families: int, batch_size: int, start: int,
+                  count: int | None) -> tf.data.Dataset:
+    """(true object mask [B, S, S, 1], shape family [B]) batches of the classifier's stream."""
+    from onegan_tf.data import shapes
+    ds = shapes.object_dataset(seed=SHAPE_CLASSIFIER_SEED, image_size=image_size,
+                               batch_size=batch_size, num_parents=num_families,
+                               start_index=start, num_examples=count)
+    return ds.map(lambda ex: (ex["mask"], ex["parent"]))
+
+
+def shape_classifier(image_size: int, num_families: int = SHAPE_FAMILIES,
+                     cache_dir: str | Path | None = None, steps: int = 1500,
+                     batch_size: int = 64, log=print) -> MaskClassifier:
+    """The cached classifier of the shape family (the shapes data's parent) of an object mask,
+    for `image_size` and `num_families`; trained on true masks first if not cached yet (or if
+    the cached file is damaged). Refused below SHAPE_CLASSIFIER_MIN_ACCURACY held-out
+    accuracy."""
+    path = _shapes_cache_path(cache_dir, f"shapes-mask-classifier-v{SHAPE_CLASSIFIER_VERSION}",
+                              f"{image_size}px", f"{num_families}families",
+                              f"seed{SHAPE_CLASSIFIER_SEED}")
+    model = mask_classifier_model(image_size, num_families)
+    if _load_cached(model, path, "shape classifier", log):
+        return MaskClassifier(model, {"weights": str(path)})
+    log(f"training the shape classifier ({steps} steps, batch {batch_size}) -> {path}")
+    model.compile(optimizer=keras.optimizers.Adam(2e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    model.fit(_mask_batches(image_size, num_families, batch_size, 0, None),
+              steps_per_epoch=steps, epochs=1, verbose=0)
+    held_out = _mask_batches(image_size, num_families, 256, 10**9, 2048)
+    accuracy = float(model.evaluate(held_out, verbose=0, return_dict=True)["accuracy"])
+    log(f"shape classifier: held-out accuracy {accuracy:.3f}")
+    if accuracy < SHAPE_CLASSIFIER_MIN_ACCURACY:
+        raise RuntimeError(f"the shape classifier reached only {accuracy:.3f} held-out "
+                           f"accuracy (< {SHAPE_CLASSIFIER_MIN_ACCURACY}); its shape accuracy "
+                           f"would mean little")
+    _save_atomically(model, path)
+    return MaskClassifier(model, {"weights": str(path), "accuracy": accuracy})
 
 
 # --- real data: InceptionV3 from a local file ------------------------------------------------

@@ -1,4 +1,4 @@
-"""Segmentation and clustering metrics (paper Sec. 5, DESIGN section 7). NumPy in, floats out.
+"""Segmentation, clustering and generation metrics (paper Sec. 5). NumPy in, floats out.
 
 Segmentation: per-image IoU and DICE of binarised masks (threshold 0.5), averaged over images.
 Clustering: ACC with the best one-to-one matching of clusters to classes (Hungarian, scipy
@@ -74,7 +74,7 @@ def centred_ellipse_masks(count: int, size: int, fraction: float = 0.5) -> np.nd
     return np.broadcast_to(inside[None, :, :, None], (count, size, size, 1)).astype(np.float32)
 
 
-# --- Generation metrics (DESIGN section 7) -------------------------------------------------
+# --- Generation metrics ----------------------------------------------------------------------
 #
 # FID (Heusel et al. 2017) and IS (Salimans et al. 2016) and their class-conditional versions
 # (Benny, Galanti, Benaim & Wolf 2020, "Evaluation metrics for conditional image
@@ -86,7 +86,11 @@ def centred_ellipse_masks(count: int, size: int, fraction: float = 0.5) -> np.nd
 #   p(c)   = E_y p_y(c)                      (the marginal prediction)
 #   IS     = exp E_x KL(p(c|x) || p(c))
 #   BCIS   = exp E_y KL(p_y || p)            between-class: high when the conditions differ
-#   WCIS   = exp E_y E_{x~G(.|y)} KL(p(c|x) || p_y)   within-class diversity
+#   WCIS   = exp E_y E_{x~G(.|y)} KL(p(c|x) || p_y)   within-class: how far each image's
+#            class posterior is from its condition's mean posterior, i.e. how mixed the classes
+#            of one condition are. 1 (its best value) when every image of a condition gets the
+#            same posterior (a pure condition); it does NOT measure the diversity of the images
+#            within a condition: a generator that ignores z scores the best WCIS, 1.
 #   IS     = BCIS * WCIS                     (exact; the product relation of the paper)
 #
 # With Gaussians fitted to evaluator features of real images of class y (mean mu_y, covariance
@@ -206,10 +210,15 @@ def inception_score(probs) -> float:
 
 
 def conditional_inception_score(probs, conditions) -> dict:
-    """BCIS and WCIS of probabilities [N, C] for images generated under conditions [N].
+    """{"bcis", "wcis"} of probabilities [N, C] for images generated under conditions [N].
 
+    BCIS (the paper's CIS, higher is better) is high when different conditions get different
+    classes. WCIS measures how pure each condition's class is: exp of the mean over conditions
+    of the mean KL of an image's posterior from its condition's mean posterior; 1 is its best
+    value (every image of a condition classified alike), up to the number of classes. WCIS
+    does not measure diversity within a condition (see `within_code_diversity`).
     Conditions are weighted by their frequency, so that p(c) is the plain mean prediction and
-    IS = BCIS * WCIS holds exactly (the paper's CIS is BCIS)."""
+    IS = BCIS * WCIS holds exactly."""
     probs = _check_probabilities(probs)
     conditions = np.asarray(conditions).ravel()
     if len(conditions) != len(probs):
@@ -261,3 +270,78 @@ def kmeans_labels(features, k: int, seed: int = 0, iterations: int = 50) -> np.n
     features = np.asarray(features, np.float64).reshape(len(features), -1)
     _, labels = kmeans2(features, k, iter=iterations, minit="++", seed=seed)
     return labels
+
+
+# --- Generated images: diversity within a code, shape families, mask area ------------------
+
+def mean_pairwise_distance(features) -> float:
+    """The mean Euclidean distance over all pairs of distinct rows of features [N >= 2, D]."""
+    from scipy.spatial.distance import pdist
+    features = np.asarray(features, np.float64)
+    if features.ndim != 2 or len(features) < 2:
+        raise ValueError(f"need features [N >= 2, D], got shape {features.shape}")
+    return float(pdist(features).mean())
+
+
+def within_group_distance(features, groups) -> tuple[float, int]:
+    """(mean over groups of each group's mean pairwise feature distance, groups used) for
+    features [N, D] and group ids [N]. Groups with fewer than 2 members are left out; raises
+    ValueError when none has 2."""
+    features = np.asarray(features, np.float64)
+    groups = np.asarray(groups).ravel()
+    if len(groups) != len(features):
+        raise ValueError(f"{len(groups)} group ids for {len(features)} feature rows")
+    distances = [mean_pairwise_distance(features[groups == g]) for g in np.unique(groups)
+                 if np.sum(groups == g) >= 2]
+    if not distances:
+        raise ValueError("no group has 2 or more members")
+    return float(np.mean(distances)), len(distances)
+
+
+def within_code_diversity(generated_features, codes, real_features, real_classes=None) -> dict:
+    """Diversity of the images generated for one code, relative to real data.
+
+    generated: the mean pairwise distance between features of images generated for the same
+    code (different z), averaged over codes; real: the same over real images grouped by their
+    true class (all real images as one group when real_classes is None). Returns
+    {"diversity": generated / real, "generated", "real", "codes", "real_groups"}: diversity is
+    1 when a code varies as much as a real class does, 0 when z is ignored."""
+    generated, codes_used = within_group_distance(generated_features, codes)
+    if real_classes is None:
+        real_classes = np.zeros(len(real_features), np.int64)
+    real, groups_used = within_group_distance(real_features, real_classes)
+    if real <= 0:
+        raise ValueError("the real images' features do not vary; diversity is undefined")
+    return {"diversity": generated / real, "generated": generated, "real": real,
+            "codes": codes_used, "real_groups": groups_used}
+
+
+def code_parents(children, num_children: int, num_parents: int) -> np.ndarray:
+    """The parent of each child code in the code tree: child * N_P // N_C (int64 [N])."""
+    return np.asarray(children, np.int64).ravel() * num_parents // num_children
+
+
+def shape_accuracy(children, predicted_families, num_children: int, num_parents: int) -> float:
+    """Accuracy of the shape family a classifier sees in each generated image against the
+    parent of the code it was generated for, with code parents matched one-to-one to families
+    by Hungarian matching (as `clustering_accuracy`). 1 when each parent draws its own family;
+    1 / N_P when every image (balanced codes) shows the same family."""
+    return clustering_accuracy(code_parents(children, num_children, num_parents),
+                               predicted_families)
+
+
+def mask_area(masks) -> tuple[float, float]:
+    """(mean, std) over images of the per-image mean of masks [N, H, W, 1] in [0, 1]: the
+    fraction of the image that is foreground."""
+    masks = np.asarray(masks, np.float64)
+    per_image = masks.reshape(len(masks), -1).mean(1)
+    return float(per_image.mean()), float(per_image.std())
+
+
+def mask_area_comparison(generated_masks, real_masks=None) -> dict:
+    """{"generated_mean", "generated_std"} of generated masks' areas (`mask_area`), plus
+    {"real_mean", "real_std"} of the true masks when given."""
+    out = dict(zip(("generated_mean", "generated_std"), mask_area(generated_masks)))
+    if real_masks is not None:
+        out.update(zip(("real_mean", "real_std"), mask_area(real_masks)))
+    return out

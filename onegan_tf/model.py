@@ -16,7 +16,11 @@ from keras import ops
 from onegan_tf import losses
 from onegan_tf.autoencoder import AutoEncoder, ablate_betas, copy_weights, ema_update
 from onegan_tf.config import Config
-from onegan_tf.discriminators import BackgroundDiscriminator, ObjectDiscriminator
+from onegan_tf.discriminators import (
+    BackgroundDiscriminator,
+    MaskParentClassifier,
+    ObjectDiscriminator,
+)
 
 PATHS = ("generation", "fake", "real")
 
@@ -53,6 +57,17 @@ def _make_optimizer(config: Config, name: str):
     return adam
 
 
+def mode_seeking_term(images, z):
+    """Mode-seeking term (Mao et al. 2019) for a batch whose second half (batch // 2 examples)
+    repeats the codes of the first: 1 / (mean|I_a - I_b| / mean|z_a - z_b| + 1e-5). Large when
+    z is ignored; its gradient pushes images of one code with different z apart."""
+    batch = ops.shape(images)[0]
+    half, offset = batch // 2, batch - batch // 2
+    image_gap = ops.mean(ops.abs(images[:half] - images[offset:offset + half]))
+    z_gap = ops.mean(ops.abs(ops.cast(z[:half] - z[offset:offset + half], "float32")))
+    return 1.0 / (image_gap / z_gap + 1e-5)
+
+
 class OneGAN(keras.Model):
     """Trains an `AutoEncoder` (+ its EMA copy) against D_bg/D_c and their two clone pairs."""
 
@@ -69,7 +84,12 @@ class OneGAN(keras.Model):
                     BackgroundDiscriminator(cfg.df_dim, name=f"D_bg{suffix}"))
             setattr(self, f"object_discriminator{suffix}",
                     ObjectDiscriminator(cfg.df_dim, cfg.image_size, cfg.num_children,
+                                        norm=cfg.d_norm, minibatch_stddev=cfg.minibatch_stddev,
                                         name=f"D_c{suffix}"))
+        # Only when used, so that checkpoints of runs without it keep their variable list.
+        self.mask_parent_head = (
+            MaskParentClassifier(cfg.df_dim, cfg.image_size, cfg.num_parents, name="Q_p")
+            if cfg.mask_parent_info_weight > 0 else None)
         # The global step: one per train_step, also when a loss-scaled update is skipped.
         self.global_step = self.add_weight(
             shape=(), initializer="zeros", trainable=False, name="global_step", dtype="int64",
@@ -99,6 +119,8 @@ class OneGAN(keras.Model):
         for d_bg, d_c in self.discriminator_pairs().values():
             d_bg(images)
             d_c(images)
+        if self.mask_parent_head is not None:
+            self.mask_parent_head(images[..., :1])
         self.built = True
 
     def call(self, images, training=None):
@@ -117,12 +139,16 @@ class OneGAN(keras.Model):
         nets = dict(self.autoencoder.networks())
         for d_bg, d_c in self.discriminator_pairs().values():
             nets[d_bg.name], nets[d_c.name] = d_bg, d_c
+        if self.mask_parent_head is not None:
+            nets[self.mask_parent_head.name] = self.mask_parent_head
         return nets
 
     def generator_variables(self):
         """What the G/E optimizer trains: embeddings, generators, encoders, D_c's info head."""
+        head = self.mask_parent_head
         return (self.autoencoder.trainable_variables
-                + self.discriminator_pairs()["generation"][1].info_variables)
+                + self.discriminator_pairs()["generation"][1].info_variables
+                + (head.trainable_variables if head is not None else []))
 
     def discriminator_variables(self, path: str):
         d_bg, d_c = self.discriminator_pairs()[path]
@@ -222,30 +248,47 @@ class OneGAN(keras.Model):
         terms["G"] = self.config.bg_adv_weight * terms["bgA"] + terms["bgB"] + terms["cA"]
         return terms, bg_out, c_out
 
-    def generation_path(self, gen, child):
-        """Eq. 11-14 on a generated batch `gen` (from AutoEncoder.generate) of codes `child`."""
-        cfg, ae = self.config, self.autoencoder
+    def generation_path(self, gen, child, z=None):
+        """Eq. 11-14 on a generated batch `gen` (from AutoEncoder.generate) of codes `child`.
+
+        Eq. 12 (classification) trains the encoders and, through the image they read, the
+        generators. Eq. 13 (distances) trains only the encoders: they read a detached copy of
+        the image (a second encoder pass), so the generators are not pulled towards images whose
+        codes are easy to read back (unless `eq13_to_generator`)."""
+        cfg, ae, sg = self.config, self.autoencoder, ops.stop_gradient
         terms, _, c_out = self.adversarial_losses("generation", gen["image"], gen["background"])
         parent = ops.cast(child * cfg.num_parents // cfg.num_children, "int32")
         enc = ae.encode(gen["image"], training=True)
-        bypass_bg = ae.background_encoder([gen["image"], gen["mask"]], training=True)
-        sg = ops.stop_gradient
+        if cfg.eq13_to_generator:
+            enc_d, image_d, mask_d = enc, gen["image"], gen["mask"]
+        else:
+            image_d, mask_d = sg(gen["image"]), sg(gen["mask"])
+            enc_d = ae.encode(image_d, training=True)
+        bypass_bg = ae.background_encoder([image_d, mask_d], training=True)
         terms.update({
             "CE_parent": losses.cross_entropy(enc["parent_logits"], parent),  # Eq. 12
             "CE_child": losses.cross_entropy(enc["child_logits"], child),
             "CE_info": losses.cross_entropy(c_out["child_logits"], child),
-            "MSE_v_c": losses.mean_squared_error(sg(gen["v_c"]), enc["child_mean"]),  # Eq. 13
-            "MSE_v_p": losses.mean_squared_error(sg(gen["v_p"]), enc["parent_mean"]),
-            "MSE_fg": losses.mean_squared_error(sg(gen["pre_foreground"]), enc["bypass"]),
+            "MSE_v_c": losses.mean_squared_error(sg(gen["v_c"]), enc_d["child_mean"]),  # Eq. 13
+            "MSE_v_p": losses.mean_squared_error(sg(gen["v_p"]), enc_d["parent_mean"]),
+            "MSE_fg": losses.mean_squared_error(sg(gen["pre_foreground"]), enc_d["bypass"]),
             "MSE_bg": losses.mean_squared_error(sg(gen["pre_background"]), bypass_bg),
             "R_v": losses.code_regularizer(gen["v_bg"], gen["v_p"], gen["v_c"]),  # Eq. 14
             "R_M": losses.mask_regularizer(gen["mask"], cfg.mask_area_min, cfg.mask_area_max),
         })
+        if cfg.mode_seeking_weight > 0:
+            terms["MS"] = mode_seeking_term(gen["image"], z)
+        if self.mask_parent_head is not None:
+            terms["CE_mask_parent"] = losses.cross_entropy(self.mask_parent_head(gen["mask"]),
+                                                           parent)
         rm_weight = cfg.rm_weight if cfg.use_rm_loss else 0.0
         terms["total"] = (
             terms["G"] + terms["CE_parent"] + terms["CE_child"] + terms["CE_info"]
             + terms["MSE_v_c"] + terms["MSE_v_p"] + terms["MSE_fg"] + terms["MSE_bg"]
-            + cfg.rv_weight * terms["R_v"] + rm_weight * terms["R_M"])
+            + cfg.rv_weight * terms["R_v"] + rm_weight * terms["R_M"]
+            + (cfg.mode_seeking_weight * terms["MS"] if "MS" in terms else 0.0)
+            + (cfg.mask_parent_info_weight * terms["CE_mask_parent"]
+               if "CE_mask_parent" in terms else 0.0))
         terms["mask_area"] = ops.mean(gen["mask"])  # diagnostic only, not in the total
         return {f"gen/{k}": v for k, v in terms.items()}
 
@@ -285,6 +328,8 @@ class OneGAN(keras.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         child = self._draw(tf.random.stateless_uniform, (batch,), 1, minval=0,
                            maxval=cfg.num_children, dtype="int32")
+        if cfg.mode_seeking_weight > 0:  # the second half repeats the first half's codes
+            child = ops.concatenate([child[:batch - batch // 2], child[:batch // 2]], axis=0)
         z = self._normal((batch, cfg.z_dim), 2)
 
         with tf.GradientTape() as g_tape:
@@ -315,7 +360,7 @@ class OneGAN(keras.Model):
 
         # Then the generator side, against the updated discriminators.
         with g_tape:
-            terms = self.generation_path(gen, child)
+            terms = self.generation_path(gen, child, z)
             total = terms["gen/total"]
             if "fake" in recons:
                 images, recon = recons["fake"]

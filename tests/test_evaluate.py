@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from onegan_tf import config as config_lib
-from onegan_tf import data, evaluation, evaluator, train_lib
+from onegan_tf import data, evaluation, evaluator, metrics, train_lib
 from onegan_tf.evaluate import evaluate_run
 
 EVALUATOR_STEPS = 400  # enough for the small CNN to pass its 0.9 accuracy gate at 32 px
+SHAPE_CLASSIFIER_STEPS = 500  # ~0.99 held-out accuracy at 32 px (0.985 after 300 steps)
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +22,17 @@ def evaluator_cache(tmp_path_factory):
     logs = []
     judge = evaluator.shapes_evaluator(32, cache, steps=EVALUATOR_STEPS, log=logs.append)
     return cache, judge, logs
+
+
+@pytest.fixture(scope="module")
+def shape_classifier(evaluator_cache):
+    """The mask classifier, trained with a small budget into the evaluator cache (so that the
+    evaluation runs below load it)."""
+    cache, _, _ = evaluator_cache
+    logs = []
+    classifier = evaluator.shape_classifier(32, cache_dir=cache, steps=SHAPE_CLASSIFIER_STEPS,
+                                            log=logs.append)
+    return classifier, logs
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +69,7 @@ def test_shapes_evaluator_is_accurate_and_cached(evaluator_cache):
 
 def test_damaged_cache_is_retrained_and_a_weak_evaluator_refused(evaluator_cache, tmp_path):
     cache, _, _ = evaluator_cache
-    damaged = tmp_path / next(cache.glob("*.weights.h5")).name
+    damaged = tmp_path / next(cache.glob("shapes-evaluator-*.weights.h5")).name
     damaged.write_bytes(b"broken")
     logs = []
     # Retraining starts; 3 steps cannot reach the accuracy gate, so nothing is cached.
@@ -67,7 +79,50 @@ def test_damaged_cache_is_retrained_and_a_weak_evaluator_refused(evaluator_cache
     assert damaged.read_bytes() == b"broken" and not list(tmp_path.glob(".*tmp*"))
 
 
-def test_evaluate_run_writes_every_section(shapes_run, evaluator_cache):
+def test_shape_classifier_is_accurate_cached_and_judges_masks(shape_classifier,
+                                                               evaluator_cache):
+    classifier, logs = shape_classifier
+    cache, _, _ = evaluator_cache
+    assert classifier.info["accuracy"] >= evaluator.SHAPE_CLASSIFIER_MIN_ACCURACY == 0.97
+    assert any("training the shape classifier" in line for line in logs)
+    assert len(list(cache.glob("shapes-mask-classifier-*-32px-4families-*.weights.h5"))) == 1
+    logs2 = []
+    again = evaluator.shape_classifier(32, cache_dir=cache, steps=1, log=logs2.append)
+    assert logs2 == []  # loaded, not trained
+    # True held-out masks (the evaluation images): their families, up to the gate.
+    truth = data.evaluation_batch(config_lib.preset("tiny"), 256)
+    masks, parents = truth["mask"].numpy(), truth["parent"].numpy()
+    families = again(masks)
+    np.testing.assert_array_equal(families, classifier(masks))
+    assert np.mean(families == parents) >= 0.95
+    # Treated as generated images whose codes' parents are the true parents renamed, the true
+    # masks score ~1; soft masks are judged at 0.5 like binary ones.
+    children = np.array([3, 0, 2, 1])[parents] * 3 + np.arange(256) % 3
+    assert metrics.shape_accuracy(children, families, 12, 4) >= 0.95
+    np.testing.assert_array_equal(classifier(masks * 0.4 + 0.3), families)
+    # Degenerate masks: all foreground (or all the same) -> one family -> 1 / N_P.
+    codes = np.arange(96) % 12
+    for degenerate in (np.ones((96, 32, 32, 1)), np.repeat(masks[:1], 96, axis=0)):
+        assert metrics.shape_accuracy(codes, classifier(degenerate), 12, 4) == 0.25
+    # Masks of another size are resized, not refused.
+    assert classifier(np.ones((2, 64, 64, 1))).shape == (2,)
+    with pytest.raises(ValueError, match=r"masks \[N, H, W, 1\]"):
+        classifier(np.ones((2, 32, 32, 3)))
+
+
+def test_damaged_shape_classifier_cache_is_retrained(shape_classifier, evaluator_cache,
+                                                     tmp_path):
+    cache, _, _ = evaluator_cache
+    damaged = tmp_path / next(cache.glob("shapes-mask-classifier-*.weights.h5")).name
+    damaged.write_bytes(b"broken")
+    logs = []
+    with pytest.raises(RuntimeError, match="held-out accuracy"):
+        evaluator.shape_classifier(32, cache_dir=tmp_path, steps=2, log=logs.append)
+    assert "cannot read cached shape classifier" in logs[0] and "training" in logs[1]
+    assert damaged.read_bytes() == b"broken"
+
+
+def test_evaluate_run_writes_every_section(shapes_run, evaluator_cache, shape_classifier):
     cache, _, _ = evaluator_cache
     logs = []
     results = evaluate_run(shapes_run, examples=96, generated=96,
@@ -75,21 +130,48 @@ def test_evaluate_run_writes_every_section(shapes_run, evaluator_cache):
     on_disk = json.loads((shapes_run / "metrics.json").read_text())
     table = (shapes_run / "metrics.md").read_text()
     assert on_disk["step"] == 4 and on_disk["examples"] == 96
-    for key in ("segmentation", "clustering_parent", "clustering_child", "reconstruction",
-                "object_removal", "generation"):
+    for key in ("segmentation", "clustering_parent", "clustering_parent_tree",
+                "clustering_child", "reconstruction", "object_removal", "generation"):
         assert key in on_disk, key
+    assert not any("training" in line for line in logs)  # both networks came from the cache
     seg = on_disk["segmentation"]
     assert 0 <= seg["iou"] <= seg["dice"] <= 1
     # All-foreground IoU of an image is its object's area fraction.
     truth = data.evaluation_batch(config_lib.preset("tiny"), 96)["mask"].numpy()
     assert seg["baselines"]["all_foreground"]["iou"] == pytest.approx(truth.mean(), rel=1e-6)
+    # The parent from E_p's head and from the tree of E_c's child, with the same baselines.
+    head, tree = on_disk["clustering_parent"], on_disk["clustering_parent_tree"]
+    assert head["label"] == "parent (E_p head)"
+    assert tree["label"] == "parent (tree of E_c's child)"
+    assert head["baselines"] == tree["baselines"]
+    for section in (head, tree, on_disk["clustering_child"]):
+        assert 0 <= section["acc"] <= 1 and 0 <= section["nmi"] <= 1
     gen = on_disk["generation"]
     assert gen["fid"] > 0 and gen["is"] >= 1 and gen["cis"] >= 1 and gen["cfid"] > 0
     assert gen["is"] == pytest.approx(gen["cis"] * gen["wcis"], rel=1e-6)
     assert 2 <= gen["cfid_classes"] <= 12  # the bound itself: test_metrics
+    assert gen["diversity"] == pytest.approx(gen["diversity_generated"]
+                                             / gen["diversity_real"])
+    assert gen["diversity"] >= 0 and gen["diversity_real"] > 0
+    assert gen["diversity_real_grouping"] == "true child class (12 classes)"
+    assert 0 < gen["shape_accuracy"] <= 1 and 1 <= gen["shape_families_seen"] <= 4
+    area, ref = gen["mask_area"], gen["real_data"]
+    assert 0 <= area["generated_mean"] <= 1 and 0 <= area["generated_std"] <= 0.5
+    per_image = truth.reshape(96, -1).mean(1)
+    assert area["real_mean"] == pytest.approx(per_image.mean(), rel=1e-6)
+    assert area["real_std"] == pytest.approx(per_image.std(), rel=1e-5)
+    assert ref["shape_accuracy"] >= 0.9  # the classifier on the true masks
     removal = on_disk["object_removal"]
     assert removal["baselines"]["object_left_in"]["l1"] > 0.1
     assert "| segmentation | IOU |" in table and "| generation | FID ↓ |" in table
+    for text in ("| clustering: parent (E_p head) | ACC |",
+                 "| clustering: parent (tree of E_c's child) | NMI |",
+                 "| generation | WCIS (purity of a code's class; best 1) |",
+                 "| generation | diversity within a code ↑ (generated / real) |",
+                 "| real data 1.000 |", "| generation | shape accuracy of masks ↑ |",
+                 "| generation | mask area (mean ± std) |",
+                 "real groups: true child class (12 classes)"):
+        assert text in table, text
     assert table in "\n".join(logs)
     assert results["segmentation"] == on_disk["segmentation"]
     from PIL import Image
@@ -111,6 +193,61 @@ def test_evaluate_matches_known_answers_on_ground_truth():
     assert removal["l1"] == 0.0 and removal["baselines"]["object_left_in"]["l1"] == 0.0
 
 
+class _AreaClassifier:
+    """A hand-made shape classifier: the family is the mask's area in quarters."""
+
+    def __call__(self, masks):
+        return np.minimum((np.asarray(masks).mean((1, 2, 3)) * 4).astype(int), 3)
+
+
+def test_shape_accuracy_section_with_a_hand_made_classifier():
+    config = config_lib.preset("tiny", num_children=6, num_parents=2)
+    children = np.arange(12) % 6  # parents 0, 0, 0, 1, 1, 1
+    masks = np.zeros((12, 8, 8, 1), np.float32)
+    masks[children >= 3] = 1.0  # parent 1 all foreground (family 3), parent 0 empty (0)
+    real = {"mask": masks[:4], "parent": np.array([0, 0, 3, 3])}
+    out, ref = evaluation._shape_accuracy(_AreaClassifier(), {"mask": masks, "child": children},
+                                          real, config)
+    assert out == {"shape_accuracy": 1.0, "shape_families_seen": 2}
+    assert ref == {"shape_accuracy": 0.75}  # the third real mask is empty: family 0, not 3
+    out, _ = evaluation._shape_accuracy(_AreaClassifier(), {"mask": np.ones_like(masks),
+                                                            "child": children}, {}, config)
+    assert out == {"shape_accuracy": 0.5, "shape_families_seen": 1}  # one family: 1 / N_P
+
+
+def test_diversity_section_says_how_real_images_were_grouped():
+    rng = np.random.default_rng(7)
+    gen, real = rng.normal(size=(24, 4)), rng.normal(size=(30, 4))
+    codes = np.arange(24) % 6
+    labelled = evaluation._diversity(gen, codes, real, np.arange(30) % 3)
+    assert labelled["diversity_real_grouping"] == "true child class (3 classes)"
+    unlabelled = evaluation._diversity(gen, codes, real, None)
+    assert unlabelled["diversity_real_grouping"] == (
+        "all real images as one group (no class labels)")
+    assert unlabelled["diversity"] == pytest.approx(1.0, abs=0.3)  # same distribution
+    assert evaluation._diversity(gen, codes, real[:1], None) == {
+        "diversity_skipped": "no group has 2 or more members"}
+
+
+def test_quick_metrics_keys(tiny_model, tiny_config):
+    examples = {k: v.numpy() for k, v in data.evaluation_batch(tiny_config, 24).items()}
+    results = evaluation.quick_metrics(tiny_model.ema, examples, generated=24)
+    expected = {"eval/iou", "eval/dice", "eval/gen_mask_area", "eval/gen_mask_area_real"} | {
+        f"eval/{name}_{metric}" for name in ("parent", "parent_tree", "child")
+        for metric in ("acc", "nmi")}
+    assert set(results) == expected
+    assert all(0 <= v <= 1 for v in results.values())
+    masks = evaluation.generate_in_batches(tiny_model.ema, 24, evaluation.QUICK_SEED)["mask"]
+    assert results["eval/gen_mask_area"] == pytest.approx(masks.mean(), rel=1e-5)
+    assert results["eval/gen_mask_area_real"] == pytest.approx(examples["mask"].mean())
+    # The parent from E_p's head, and from the tree of E_c's child.
+    out = evaluation.infer_in_batches(tiny_model.ema, examples["image"])
+    assert results["eval/parent_acc"] == metrics.clustering_accuracy(examples["parent"],
+                                                                     out["shape_parent"])
+    assert results["eval/parent_tree_acc"] == metrics.clustering_accuracy(examples["parent"],
+                                                                          out["parent"])
+
+
 def test_cli_evaluates_and_reports_errors(shapes_run, evaluator_cache, subprocess_env,
                                           repo_root, tmp_path):
     cache, _, _ = evaluator_cache
@@ -119,7 +256,7 @@ def test_cli_evaluates_and_reports_errors(shapes_run, evaluator_cache, subproces
         env=subprocess_env, capture_output=True, text=True, timeout=300)
     done = run(f"--run_dir={shapes_run}", "--examples=32", f"--evaluator_cache={cache}")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "| clustering (child) | NMI |" in done.stdout
+    assert "| clustering: child (E_c) | NMI |" in done.stdout
     missing = run(f"--run_dir={tmp_path}")
     assert missing.returncode == 2 and "no config.json" in missing.stderr
     assert run().returncode == 2
@@ -185,9 +322,13 @@ def test_finetune_and_evaluate_on_a_folder(tmp_path):
     with pytest.raises(ValueError, match=r"\.keras"):
         evaluator.finetune(cfg, None, tmp_path / "x.h5", steps=1)
 
-    # Without an evaluator, generation metrics are skipped with a message naming the flag.
+    # Without an evaluator, its generation metrics are skipped with a message naming the flag;
+    # the generated masks' area is still compared with the true objects'.
     plain = evaluate_run(cfg.run_dir, examples=16, log=logs.append)
-    assert "generation" not in plain and any("--evaluator_weights" in s for s in plain["skipped"])
+    assert any("--evaluator_weights" in s for s in plain["skipped"])
+    assert {"fid", "diversity", "shape_accuracy"}.isdisjoint(plain["generation"])
+    assert set(plain["generation"]["mask_area"]) == {"generated_mean", "generated_std",
+                                                     "real_mean", "real_std"}
     assert plain["segmentation"]["iou"] >= 0 and "clustering_child" in plain
     assert "object_removal" not in plain
 
@@ -195,5 +336,8 @@ def test_finetune_and_evaluate_on_a_folder(tmp_path):
                            log=logs.append)
     gen = results["generation"]
     assert gen["evaluator"] == "inception-finetuned" and gen["fid"] >= 0
+    # 12 held-out images -> 12 generated, one per code: no code has two images to compare.
+    assert gen["diversity_skipped"] == "no group has 2 or more members"
+    assert "Skipped: diversity: no group" in (tmp_path / "run" / "metrics.md").read_text()
     assert "cfid" in gen or "cfid_skipped" in gen
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["generation"]

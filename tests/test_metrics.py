@@ -171,3 +171,89 @@ def test_kmeans_recovers_separated_blobs():
     points = np.array([[0, 0], [10, 0], [0, 10]])[labels] + rng.normal(size=(150, 2)) * 0.5
     clusters = metrics.kmeans_labels(points, 3, seed=0)
     assert metrics.clustering_accuracy(labels, clusters) == 1.0
+
+
+def test_wcis_is_one_for_a_generator_that_ignores_z():
+    # Every image of a code gets the same posterior (z ignored): WCIS takes its best value, 1,
+    # so WCIS says nothing about diversity within a code.
+    probs = np.eye(3)[np.arange(30) % 3] * 0.7 + 0.1
+    assert metrics.conditional_inception_score(probs, np.arange(30) % 3)["wcis"] == (
+        pytest.approx(1.0))
+    # A code whose images fall into two classes is impure: WCIS > 1 (here exp(log 2) = 2).
+    mixed = metrics.conditional_inception_score(np.eye(2)[[0, 1, 0, 1]], [0, 0, 0, 0])
+    assert mixed["wcis"] == pytest.approx(2.0)
+
+
+# --- diversity within a code, shape accuracy, mask area -------------------------------------
+
+def test_diversity_hand_example():
+    # Code 0: (0,0), (3,4): distance 5. Code 1: (0,0), (1,0), (0,1): 1, 1, sqrt 2.
+    gen = np.array([[0, 0], [3, 4], [0, 0], [1, 0], [0, 1]], np.float64)
+    codes = [0, 0, 1, 1, 1]
+    generated = (5 + (2 + math.sqrt(2)) / 3) / 2
+    # Real class 0: (0,0), (0,2): 2. Class 1: (1,1), (1,1), (1,5): 0, 4, 4. Class 2 has one
+    # image and is left out.
+    real = np.array([[0, 0], [0, 2], [1, 1], [1, 1], [1, 5], [9, 9]], np.float64)
+    classes = [0, 0, 1, 1, 1, 2]
+    result = metrics.within_code_diversity(gen, codes, real, classes)
+    assert result["generated"] == pytest.approx(generated)
+    assert result["real"] == pytest.approx((2 + 8 / 3) / 2)
+    assert result["diversity"] == pytest.approx(generated / (7 / 3))
+    assert (result["codes"], result["real_groups"]) == (2, 2)
+    # Without labels all real images form one group: the mean over all 15 pairs.
+    pairs = [np.linalg.norm(real[i] - real[j]) for i in range(6) for j in range(i + 1, 6)]
+    one_group = metrics.within_code_diversity(gen, codes, real)
+    assert one_group["real"] == pytest.approx(np.mean(pairs)) and one_group["real_groups"] == 1
+
+
+def test_diversity_is_zero_when_z_is_ignored_and_one_for_real_like_codes():
+    rng = np.random.default_rng(6)
+    centres = rng.normal(size=(12, 16)) * 3
+    classes = np.repeat(np.arange(12), 100)
+    real = centres[classes] + rng.normal(size=(1200, 16))
+    codes = np.tile(np.arange(12), 100)
+    # z ignored: every image of a code has the same features.
+    ignored = metrics.within_code_diversity(centres[(codes * 5) % 12], codes, real, classes)
+    assert ignored["diversity"] == 0.0 and ignored["generated"] == 0.0
+    # Codes drawn like the real classes (in another order): diversity ~ 1.
+    like_real = centres[(codes * 5) % 12] + rng.normal(size=(1200, 16))
+    result = metrics.within_code_diversity(like_real, codes, real, classes)
+    assert result["diversity"] == pytest.approx(1.0, abs=0.03)
+    # Twice the spread of a real class: ~2.
+    wider = centres[codes] + 2 * rng.normal(size=(1200, 16))
+    assert metrics.within_code_diversity(wider, codes, real, classes)["diversity"] == (
+        pytest.approx(2.0, abs=0.06))
+
+
+def test_diversity_needs_two_images_per_group():
+    with pytest.raises(ValueError, match="2 or more"):
+        metrics.within_code_diversity(np.zeros((3, 2)), [0, 1, 2], np.eye(3))
+    with pytest.raises(ValueError, match="do not vary"):
+        metrics.within_code_diversity(np.eye(2), [0, 0], np.zeros((4, 2)))
+
+
+def test_shape_accuracy_matches_code_parents_to_families():
+    children = np.arange(96) % 12  # N_C = 12, N_P = 4: parent = child // 3
+    parents = metrics.code_parents(children, 12, 4)
+    np.testing.assert_array_equal(parents, children // 3)
+    # Every parent draws its own family, under other family names: perfect.
+    assert metrics.shape_accuracy(children, np.array([2, 0, 3, 1])[parents], 12, 4) == 1.0
+    # Every mask the same family: 1 / N_P.
+    assert metrics.shape_accuracy(children, np.full(96, 3), 12, 4) == pytest.approx(0.25)
+    # Hand example, N_C = N_P = 2: parent 0 -> families 5, 5, 5, 7; parent 1 -> 7, 7, 7, 5.
+    families = [5, 5, 5, 7, 7, 7, 7, 5]
+    assert metrics.shape_accuracy([0, 0, 0, 0, 1, 1, 1, 1], families, 2, 2) == 0.75
+
+
+def test_mask_area_statistics():
+    masks = np.zeros((2, 4, 4, 1))
+    masks[0] = 1.0  # area 1
+    masks[1, :2, :2] = 1.0  # area 1/4
+    assert metrics.mask_area(masks) == pytest.approx((0.625, 0.375))
+    soft = np.full((3, 4, 4, 1), 0.5)  # soft masks count their mean, not a threshold
+    result = metrics.mask_area_comparison(soft, masks)
+    assert result == pytest.approx({"generated_mean": 0.5, "generated_std": 0.0,
+                                    "real_mean": 0.625, "real_std": 0.375})
+    # All-foreground masks, no true masks given.
+    assert metrics.mask_area_comparison(np.ones((2, 4, 4, 1))) == {"generated_mean": 1.0,
+                                                                   "generated_std": 0.0}

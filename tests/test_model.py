@@ -211,6 +211,58 @@ def test_generation_path_terms(eager_model, cfg):
     assert t["CE_parent"] == pytest.approx(-log_p[np.arange(BATCH), parent].mean(), rel=1e-4)
 
 
+# --- the paper's gradient routing: Eq. 13 trains the encoders only, e-hat only Eq. 12 ---------
+def _generator_networks(model):
+    ae = model.autoencoder
+    return [ae.background_pre, ae.background_generator, ae.foreground_pre, ae.shape_generator,
+            ae.appearance_generator, ae.background_embedding, ae.parent_embedding,
+            ae.child_embedding]
+
+
+def _eq13(terms):
+    return sum(terms[f"gen/MSE_{k}"] for k in ("v_c", "v_p", "fg", "bg"))
+
+
+@pytest.mark.parametrize("deviation", [False, True])
+def test_eq13_distances_reach_the_encoders_not_the_generators(cfg, deviation):
+    model = train_lib.build_model(cfg.replace(eq13_to_generator=deviation))
+    child, z, _, _ = _fake_batch(model, cfg, 8)
+    generators = [v for net in _generator_networks(model) for v in net.trainable_variables]
+    ae = model.autoencoder
+    encoders = (ae.shape_encoder.trainable_variables + ae.style_encoder.trainable_variables
+                + ae.background_encoder.trainable_variables)
+    with tf.GradientTape(persistent=True) as tape:
+        gen = ae.generate(child, z, training=True)
+        terms = model.generation_path(gen, child)
+        eq13, eq12 = _eq13(terms), terms["gen/CE_parent"] + terms["gen/CE_child"]
+    eq13_gen = tape.gradient(eq13, generators)
+    eq13_enc = tape.gradient(eq13, encoders)
+    eq12_gen = tape.gradient(eq12, generators)
+    del tape
+    norm = lambda grads: sum(float(tf.reduce_sum(tf.abs(g))) for g in grads if g is not None)  # noqa: E731
+    assert norm(eq13_enc) > 0
+    if deviation:  # the old behaviour: Eq. 13 pulls the generators too
+        assert norm(eq13_gen) > 0
+    else:
+        assert norm(eq13_gen) == 0
+    assert norm(eq12_gen) > 0  # Eq. 12 keeps training the generators (InfoGAN-like)
+
+
+@pytest.mark.parametrize("deviation", [False, True])
+def test_reconstruction_gives_no_gradient_to_the_class_logits(cfg, deviation):
+    model = train_lib.build_model(cfg.replace(straight_through=deviation))
+    ae = model.autoencoder
+    images = tf.random.stateless_uniform((BATCH, 32, 32, 3), (9, 0), -1, 1)
+    heads = (ae.shape_encoder.logits.trainable_variables
+             + ae.style_encoder.logits.trainable_variables)
+    with tf.GradientTape() as tape:
+        recon = model._reconstruct(images, 20)
+        total = model.reconstruction_path("real", images, recon)["real/total"]
+    grads = tape.gradient(total, heads)
+    reached = [g is not None and float(tf.reduce_sum(tf.abs(g))) > 0 for g in grads]
+    assert all(reached) if deviation else not any(reached)
+
+
 # --- one real train_step (Phase I) and then Phase II ------------------------------------------
 @pytest.fixture(scope="module")
 def phase_one(cfg):
@@ -433,3 +485,50 @@ def test_sample_betas_ranges_and_ablations():
     assert np.all(no_tensors["beta3"] == 1) and np.all(no_tensors["beta4"] == 1)
     no_bypass = _betas(tiny.replace(use_bypass=False))
     assert np.all(no_bypass["beta3"] == 0) and np.all(no_bypass["beta4"] == 0)
+
+
+# --- options that are not in the paper ---------------------------------------------------------
+def test_mode_seeking_term_known_values():
+    from onegan_tf.model import mode_seeking_term
+
+    a = tf.zeros((2, 4, 4, 3))
+    images = tf.concat([a, a + 0.5], 0)  # pairs (0, 2), (1, 3) differ by 0.5 everywhere
+    z = tf.concat([tf.zeros((2, 8)), tf.ones((2, 8))], 0)  # |z_a - z_b| = 1
+    assert float(mode_seeking_term(images, z)) == pytest.approx(1.0 / (0.5 + 1e-5), rel=1e-5)
+    # z ignored (identical images for one code): the term is at its maximum, 1e5.
+    same = tf.concat([a, a], 0)
+    assert float(mode_seeking_term(same, z)) == pytest.approx(1e5, rel=1e-5)
+    # An odd batch: the middle example has no partner.
+    odd = tf.concat([a[:1], tf.fill((1, 4, 4, 3), 9.0), a[:1] + 0.25], 0)
+    assert float(mode_seeking_term(odd, tf.concat([z[:1], z[:1], z[2:3]], 0))) == \
+        pytest.approx(1.0 / (0.25 + 1e-5), rel=1e-5)
+
+
+def test_mode_seeking_pairs_codes_and_reaches_the_generators(cfg):
+    model = train_lib.build_model(cfg.replace(mode_seeking_weight=1.0))
+    child, z, _, _ = _fake_batch(model, cfg, 10)
+    child = tf.concat([child[:BATCH // 2], child[:BATCH // 2]], 0)
+    generators = [v for net in _generator_networks(model) for v in net.trainable_variables]
+    with tf.GradientTape() as tape:
+        gen = model.autoencoder.generate(child, z, training=True)
+        terms = model.generation_path(gen, child, z)
+        ms = terms["gen/MS"]
+    grads = tape.gradient(ms, generators)
+    assert any(g is not None and float(tf.reduce_sum(tf.abs(g))) > 0 for g in grads)
+    base = config_lib.preset("tiny", batch_size=BATCH)
+    assert "gen/MS" not in model.__class__(base).generation_path(gen, child, z)
+
+
+def test_mask_parent_head_is_trained_with_the_generators_only_when_on(cfg):
+    off = train_lib.build_model(cfg)
+    assert off.mask_parent_head is None and "Q_p" not in off.networks()
+    model = train_lib.build_model(cfg.replace(mask_parent_info_weight=1.0))
+    head = model.mask_parent_head
+    assert _ids(head.trainable_variables) <= _ids(model.generator_variables())
+    child, z, _, _ = _fake_batch(model, cfg, 11)
+    with tf.GradientTape() as tape:
+        gen = model.autoencoder.generate(child, z, training=True)
+        ce = model.generation_path(gen, child, z)["gen/CE_mask_parent"]
+    mask_net = model.autoencoder.appearance_generator.to_mask.trainable_variables
+    grads = tape.gradient(ce, head.trainable_variables + mask_net)
+    assert all(g is not None and float(tf.reduce_sum(tf.abs(g))) > 0 for g in grads)

@@ -505,7 +505,7 @@ def test_real_reconstruction_overfits_eight_images(cfg, model):
     variables = ae.trainable_variables
     optimizer = model.g_optimizer  # its step advances: fresh betas and noise at every step
 
-    @tf.function
+    @tf.function(autograph=False)  # no tensor-dependent Python control flow to convert
     def step():
         with tf.GradientTape() as tape:
             recon = model._reconstruct(images, 20)
