@@ -86,30 +86,47 @@ def _save_atomically(model: keras.Model, path: Path) -> None:
     os.replace(tmp, path)
 
 
-class Evaluator:
-    """A keras model images [B, S, S, 3] in [-1, 1] -> [features [B, D], probs [B, C]]; inputs
-    of another size are resized to S."""
+class _SizedModel:
+    """A keras model on square inputs [B, S, S, channels]: inputs of another size are resized
+    to S, and each input size is traced once with a free batch size (`_function`)."""
 
-    def __init__(self, model: keras.Model, name: str, info: dict | None = None):
+    channels = 3
+
+    def __init__(self, model: keras.Model, info: dict | None = None):
         self.model = model
-        self.name = name
         self.info = dict(info or {})
         self.image_size = int(model.inputs[0].shape[1])
-        self._traced = {}  # (H, W) -> tf.function with a free batch size: one trace per size
+        self._traced = {}  # (H, W) -> tf.function with a free batch size
 
     def _function(self, height: int, width: int):
         key = (height, width)
         if key not in self._traced:
             self._traced[key] = tf.function(
-                self._forward, input_signature=[tf.TensorSpec([None, height, width, 3])])
+                self._forward,
+                input_signature=[tf.TensorSpec([None, height, width, self.channels])])
         return self._traced[key]
 
-    def _forward(self, images):
-        images = tf.cast(images, tf.float32)
-        if images.shape[1] != self.image_size or images.shape[2] != self.image_size:
-            images = tf.image.resize(images, [self.image_size, self.image_size],
+    def _resized(self, inputs):
+        inputs = tf.cast(inputs, tf.float32)
+        if inputs.shape[1] != self.image_size or inputs.shape[2] != self.image_size:
+            inputs = tf.image.resize(inputs, [self.image_size, self.image_size],
                                      method="bilinear", antialias=True)
-        features, probs = self.model(images, training=False)
+        return inputs
+
+    def _forward(self, inputs):
+        raise NotImplementedError
+
+
+class Evaluator(_SizedModel):
+    """A keras model images [B, S, S, 3] in [-1, 1] -> [features [B, D], probs [B, C]]; inputs
+    of another size are resized to S."""
+
+    def __init__(self, model: keras.Model, name: str, info: dict | None = None):
+        super().__init__(model, info)
+        self.name = name
+
+    def _forward(self, images):
+        features, probs = self.model(self._resized(images), training=False)
         return tf.cast(features, tf.float32), tf.cast(probs, tf.float32)
 
     def __call__(self, images, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -176,31 +193,19 @@ def shapes_evaluator(image_size: int, cache_dir: str | Path | None = None, steps
 
 # --- shapes: the shape family of an object mask ----------------------------------------------
 
-class MaskClassifier:
+class MaskClassifier(_SizedModel):
     """A keras model masks [B, S, S, 1] -> family probabilities [B, F]. Masks are binarised
     at 0.5 (as the segmentation metrics do, so soft generated masks are judged like the true
     binary ones); masks of another size are resized to S first."""
 
-    def __init__(self, model: keras.Model, info: dict | None = None):
-        self.model = model
-        self.info = dict(info or {})
-        self.image_size = int(model.inputs[0].shape[1])
-        self.num_families = int(model.outputs[0].shape[-1])
-        self._traced = {}  # (H, W) -> tf.function with a free batch size: one trace per size
+    channels = 1
 
-    def _function(self, height: int, width: int):
-        key = (height, width)
-        if key not in self._traced:
-            self._traced[key] = tf.function(
-                self._forward, input_signature=[tf.TensorSpec([None, height, width, 1])])
-        return self._traced[key]
+    def __init__(self, model: keras.Model, info: dict | None = None):
+        super().__init__(model, info)
+        self.num_families = int(model.outputs[0].shape[-1])
 
     def _forward(self, masks):
-        masks = tf.cast(masks, tf.float32)
-        if masks.shape[1] != self.image_size or masks.shape[2] != self.image_size:
-            masks = tf.image.resize(masks, [self.image_size, self.image_size],
-                                    method="bilinear", antialias=True)
-        return self.model(tf.cast(masks >= 0.5, tf.float32), training=False)
+        return self.model(tf.cast(self._resized(masks) >= 0.5, tf.float32), training=False)
 
     def probabilities(self, masks, batch_size: int = 256) -> np.ndarray:
         """Family probabilities [N, F] for masks [N, H, W, 1] in [0, 1]."""
