@@ -26,6 +26,8 @@ _HELP = {
     "mode_seeking_weight": "not in the paper: weight of the mode-seeking term (0 = off)",
     "mask_parent_info_weight": "not in the paper: weight of the parent-from-mask head Q_p "
                                "(0 = off)",
+    "fg_shift": "not in the paper: D_c judges generated images with the foreground layer moved "
+                "by a random offset of up to this fraction of the image side (0 = off)",
     "run_dir": "run directory (config, checkpoints, samples, logs); default runs/<preset>",
 }
 

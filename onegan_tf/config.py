@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any
 
 DATASETS = ("shapes", "cub", "dogs", "cars", "folder")
@@ -40,6 +41,7 @@ class Config:
     norm: str = "glu_layernorm"  # Table 3a
     d_norm: str = "none"  # D_c after its first conv: "none" or "layernorm" (FineGAN: BatchNorm)
     minibatch_stddev: bool = False  # D_c sees the batch's feature spread (not in the paper)
+    fg_shift: float = 0.0  # D_c sees the foreground layer moved by up to this fraction (0 = off)
 
     # Optimisation (paper: Adam 2e-4, betas 0.5/0.999, batch 20).
     batch_size: int = 32
@@ -123,6 +125,11 @@ class Config:
         def fail(field: str, message: str):
             raise ValueError(f"--{field}={getattr(self, field)!r}: {message}")
 
+        for field in dataclasses.fields(self):  # NaN and inf pass every comparison below
+            value = getattr(self, field.name)
+            if field.type in ("float", float) and not (
+                    isinstance(value, (int, float)) and math.isfinite(value)):
+                fail(field.name, "must be a finite number")
         if self.dataset not in DATASETS:
             fail("dataset", f"unknown dataset; choose one of {', '.join(DATASETS)}")
         if self.norm not in NORMALIZATIONS:
@@ -162,10 +169,12 @@ class Config:
                       "eval_every", "eval_examples"):
             if getattr(self, field) < 1:
                 fail(field, "must be positive")
-        if not 0.0 <= self.ema_decay < 1.0:
-            fail("ema_decay", "must be in [0, 1)")
-        for field in ("mode_seeking_weight", "mask_parent_info_weight"):
-            if not getattr(self, field) >= 0:  # also rejects NaN
+        for field in ("ema_decay", "beta_1", "beta_2"):
+            if not 0.0 <= getattr(self, field) < 1.0:
+                fail(field, "must be in [0, 1)")
+        for field in ("bg_adv_weight", "rv_weight", "rm_weight", "mode_seeking_weight",
+                      "mask_parent_info_weight"):
+            if getattr(self, field) < 0:
                 fail(field, "must be >= 0")
         if self.learning_rate <= 0:
             fail("learning_rate", "must be positive")

@@ -62,9 +62,10 @@ def evaluate_run(run_dir, *, examples: int = 2048, generated: int | None = None,
     started = time.time()
     batch = {k: v.numpy() for k, v in data.evaluation_batch(config, examples).items()}
     model = train_lib.build_model(config)
-    step = rundir.restore_latest(model, run_dir, log=log)
-    if step is None:
+    restored = rundir.restore_latest(model, run_dir, log=log)
+    if restored is None:
         raise FileNotFoundError(f"--run_dir={run_dir}: no checkpoint to evaluate")
+    step, checkpoint = restored
 
     skipped = []
     if "mask" not in batch:
@@ -92,11 +93,14 @@ def evaluate_run(run_dir, *, examples: int = 2048, generated: int | None = None,
 
     results = evaluation.evaluate(model.ema, batch, judge, generated, seed, shape_judge)
     figure_dir = os.path.join(run_dir, "figures")
-    os.makedirs(figure_dir, exist_ok=True)
+    try:
+        os.makedirs(figure_dir, exist_ok=True)
+    except OSError as error:
+        raise rundir.fs_error("create", figure_dir, error) from None
     for name, grid in train_lib.figures(model, config, batch).items():
         grids.save_png(os.path.join(figure_dir, f"{name}.png"), grid)
-    results.update(step=int(step), run_dir=str(run_dir), dataset=config.dataset,
-                   skipped=skipped, seconds=round(time.time() - started, 1))
+    results.update(step=int(step), checkpoint=checkpoint.name, run_dir=str(run_dir),
+                   dataset=config.dataset, skipped=skipped, seconds=round(time.time() - started, 1))
     table = evaluation.markdown_table(results, f"Evaluation of {run_dir}")
     rundir.atomic_write(os.path.join(run_dir, "metrics.json"),
                         json.dumps(results, indent=2, sort_keys=True) + "\n")
@@ -116,7 +120,7 @@ def main(argv):
                      evaluator_weights=FLAGS.evaluator_weights,
                      evaluator_cache=FLAGS.evaluator_cache, data_dir=FLAGS.data_dir,
                      seed=FLAGS.seed)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, OSError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {os.path.join(FLAGS.run_dir, 'metrics.json')} and metrics.md")

@@ -5,7 +5,10 @@ Writes the next integer version `EXPORT_DIR/<N>/` (a SavedModel with the signatu
 `serving.py`, from the EMA weights) atomically: everything is written into a hidden temporary
 directory beside EXPORT_DIR and renamed into place at the end, so TF Serving (which loads a
 version as soon as its directory appears) never sees a half-written one. With `--tflite` the
-version also holds `tflite/{cluster,segment}_{fp32,fp16,int8}.tflite`.
+version also holds `tflite/{cluster,segment}_{fp32,fp16,int8}.tflite`. The temporary
+directory's name carries the exporter's process id; one left by a killed export is removed by
+the next export. Non-finite weights are refused; a file-system failure is one error line naming
+the path (rundir.RunDirError) and leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -77,11 +80,20 @@ def export_autoencoder(autoencoder, export_dir: str | Path, *, tflite: bool = Fa
     tflite: also convert `tflite_signatures` x `tflite_modes` (int8 needs `representative`
     images [N, S, S, 3] in [-1, 1]; a signature that does not convert is reported and skipped).
     """
-    from onegan_tf import serving
+    import tensorflow as tf
 
+    from onegan_tf import rundir, serving
+
+    if not rundir.all_finite(autoencoder.weights):
+        raise ValueError("the model holds non-finite (NaN/Inf) weights; not exported")
     base = Path(export_dir)
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=base.parent, prefix=f".{base.name}.export-"))
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        _remove_stale_exports(base, log)
+        tmp = Path(tempfile.mkdtemp(dir=base.parent,
+                                    prefix=f".{base.name}.export-{os.getpid()}-"))
+    except OSError as error:
+        raise rundir.fs_error("create the export directory", base, error) from None
     try:
         tmp.chmod(0o755)  # mkdtemp's 0700 would hide the version from a server's user
         serving.build_archive(autoencoder).write_out(str(tmp), verbose=False)
@@ -119,27 +131,43 @@ def export_autoencoder(autoencoder, export_dir: str | Path, *, tflite: bool = Fa
                     raise
         _fsync_dir(base)
         return final
+    except (OSError, tf.errors.OpError) as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, rundir.RunDirError):
+            raise
+        reason = getattr(error, "strerror", None) or str(error).strip().splitlines()[0]
+        raise rundir.RunDirError(f"cannot write the export {tmp} (for {base}): {reason}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
+def _remove_stale_exports(base: Path, log=print):
+    """Temporary export directories of exporters that no longer run (killed mid-export)."""
+    from onegan_tf import rundir
+
+    prefix = f".{base.name}.export-"
+    for path in base.parent.glob(prefix + "*"):
+        pid = path.name[len(prefix):].split("-")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not rundir.process_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            log(f"removed the stale temporary export {path}")
+
+
 def export_run(run_dir: str | Path, export_dir: str | Path, *, tflite: bool = False,
                representative_examples: int = 200, log=print) -> Path:
     """The EMA weights of the newest checkpoint of run_dir -> the next version of export_dir."""
-    from onegan_tf import rundir, train_lib
+    from onegan_tf import train_lib
 
-    model = train_lib.restore_for_inference(run_dir)
-    checkpoints = rundir.list_checkpoints(run_dir)
+    model, step, checkpoint = train_lib.restore_checkpoint(run_dir, log=log)
     representative = None
     if tflite:
         try:
             representative = representative_images(model.config, representative_examples)
         except NotImplementedError as error:
             log(f"warning: no int8 TFLite models: {error}")
-    manifest = {"run_dir": str(Path(run_dir).resolve()),
-                "checkpoint": str(checkpoints[-1][1].name), "step": checkpoints[-1][0],
-                "weights": "ema"}
+    manifest = {"run_dir": str(Path(run_dir).resolve()), "checkpoint": checkpoint.name,
+                "step": step, "weights": "ema"}
     return export_autoencoder(model.ema, export_dir, tflite=tflite,
                               representative=representative, manifest=manifest, log=log)
 
@@ -163,7 +191,7 @@ def main(argv):
     try:
         path = export_run(FLAGS.run_dir, export_dir, tflite=FLAGS.tflite,
                           representative_examples=FLAGS.representative_examples)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, OSError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"exported {path}")

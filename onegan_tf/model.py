@@ -21,6 +21,7 @@ from onegan_tf.discriminators import (
     MaskParentClassifier,
     ObjectDiscriminator,
 )
+from onegan_tf.generators import compose
 
 PATHS = ("generation", "fake", "real")
 
@@ -248,15 +249,37 @@ class OneGAN(keras.Model):
         terms["G"] = self.config.bg_adv_weight * terms["bgA"] + terms["bgB"] + terms["cA"]
         return terms, bg_out, c_out
 
-    def generation_path(self, gen, child, z=None):
+    def shifted_composite(self, gen, site: int):
+        """The generated image with its foreground layer (I_fg, I_m) moved by a random whole-
+        pixel offset per example, up to `fg_shift` of the image side (the `fg_shift` option).
+        D_c judges this image: a mask that also covers background, or a foreground that paints
+        it, looks wrong once moved over another part of the background."""
+        size = self.config.image_size
+        limit = int(round(self.config.fg_shift * size))
+        batch = ops.shape(gen["mask"])[0]
+        dy, dx = (self._draw(tf.random.stateless_uniform, (batch,), site + i, minval=-limit,
+                             maxval=limit + 1, dtype="int32") for i in range(2))
+        rows = ops.arange(size, dtype="int32")[None, :]
+        # shift[b, i, k] = 1 where k = i - d[b]; rows that would come from outside stay 0.
+        shift_y = ops.one_hot(rows - dy[:, None], size)
+        shift_x = ops.one_hot(rows - dx[:, None], size)
+
+        def move(x):
+            return tf.einsum("bik,bklc,bjl->bijc", shift_y, x, shift_x)
+
+        return compose(gen["background"], move(gen["foreground"]), move(gen["mask"]))
+
+    def generation_path(self, gen, child, z=None, judged=None):
         """Eq. 11-14 on a generated batch `gen` (from AutoEncoder.generate) of codes `child`.
+        `judged`: the image D_c sees (default gen["image"]; see `shifted_composite`).
 
         Eq. 12 (classification) trains the encoders and, through the image they read, the
         generators. Eq. 13 (distances) trains only the encoders: they read a detached copy of
         the image (a second encoder pass), so the generators are not pulled towards images whose
         codes are easy to read back (unless `eq13_to_generator`)."""
         cfg, ae, sg = self.config, self.autoencoder, ops.stop_gradient
-        terms, _, c_out = self.adversarial_losses("generation", gen["image"], gen["background"])
+        terms, _, c_out = self.adversarial_losses(
+            "generation", gen["image"] if judged is None else judged, gen["background"])
         parent = ops.cast(child * cfg.num_parents // cfg.num_children, "int32")
         enc = ae.encode(gen["image"], training=True)
         if cfg.eq13_to_generator:
@@ -334,6 +357,7 @@ class OneGAN(keras.Model):
 
         with tf.GradientTape() as g_tape:
             gen = ae.generate(child, z, training=True)
+            judged = self.shifted_composite(gen, 30) if cfg.fg_shift > 0 else gen["image"]
             recons = {}
             if "fake" in self.paths:
                 recons["fake"] = (sg(gen["image"]), self._reconstruct(sg(gen["image"]), 10))
@@ -344,7 +368,7 @@ class OneGAN(keras.Model):
         logs = {}
         with tf.GradientTape(persistent=True) as d_tape:
             d_totals = {}
-            fakes = {"generation": (gen["image"], gen["background"])}
+            fakes = {"generation": (judged, gen["background"])}
             fakes.update({p: (r["image"], r["background"]) for p, (_, r) in recons.items()})
             for path, (fake_images, fake_bgs) in fakes.items():
                 terms = self.discriminator_losses(path, real_images, real_backgrounds,
@@ -360,7 +384,7 @@ class OneGAN(keras.Model):
 
         # Then the generator side, against the updated discriminators.
         with g_tape:
-            terms = self.generation_path(gen, child, z)
+            terms = self.generation_path(gen, child, z, judged)
             total = terms["gen/total"]
             if "fake" in recons:
                 images, recon = recons["fake"]

@@ -4,18 +4,38 @@
 Tasks (each image is decoded and resized inside the SavedModel's `<task>_bytes` signature, so
 any size of JPEG/PNG/BMP/GIF works):
   segment        OUT/<name>_mask.png (soft mask, at the input's size) and
-                 OUT/<name>_overlay.png (the input with the mask's foreground tinted)
-  cluster        OUT/clusters.csv: file, parent, parent_prob, child, child_prob, child_prob_<k>...
+                 OUT/<name>_overlay.png (the image with the mask's foreground tinted, at the
+                 size it was decoded at: the input's size up to 16 MP, see below)
+  cluster        OUT/clusters.csv: file, name, parent, parent_prob, child, child_prob,
+                 child_prob_<k>...
   remove_object  OUT/<name>_background.png (model resolution)
   translate      OUT/<name>_child<ID>.png (model resolution), with --child_id
-Unreadable inputs are reported by name and skipped (and counted in the summary).
+
+Output names: <name> is the input's file name with the dot of its suffix replaced by "_"
+(`photo.jpg` -> `photo_jpg_mask.png`), so `a.png` and `a.jpg` never share outputs. Where a name
+repeats anyway (the same file name in two folders), the later inputs get `_2`, `_3`, ... in
+input order; a file listed twice is processed once. clusters.csv gives each row's name.
+
+Image size: only the file's header is read before its pixel count is checked; an image of
+more than --max_pixels (default 50 MP) is skipped with its size. Images of up to
+DIRECT_PIXELS (16 MP) go to the model as they are; larger ones are decoded by PIL at a reduced
+size (JPEG: at 1/2, 1/4 or 1/8 scale, `draft()`), shrunk to at most a quarter of that (4 MP)
+and re-encoded, so a run never holds more than one --max_pixels image (3 bytes per pixel) at
+full size.
+
+Inputs that cannot be used (unreadable, too large) are reported by name and skipped; the
+others are still written. Exit status: 0 when every input was processed; 1 when any input was
+skipped (including all of them); 2 for bad arguments (a missing flag, an --input path that
+does not exist, a model that cannot be loaded, --child_id out of range).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from absl import app, flags
@@ -26,35 +46,115 @@ FLAGS = flags.FLAGS
 TASKS = ("segment", "cluster", "remove_object", "translate")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 OVERLAY_COLOR = (255, 64, 0)
+MAX_PIXELS = 50_000_000  # default --max_pixels
+DIRECT_PIXELS = 16_000_000  # larger images are decoded downscaled by PIL (to a quarter)
+MESSAGE_CHARS = 160  # error text quoted in a skip message (cut at a word boundary)
 
 
 def list_inputs(specs: list[str]) -> list[Path]:
-    """Files and the image files of directories (sorted), in the order given."""
-    files = []
+    """Files and the image files of directories (sorted), in the order given, each once.
+    Raises ValueError naming a path that does not exist."""
+    files, seen = [], set()
     for spec in specs:
         path = Path(spec)
         if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.exists():
+            found = [path]
         else:
-            files.append(path)
+            raise ValueError(f"--input: {spec}: no such file or directory")
+        for file in found:
+            if file.resolve() not in seen:
+                seen.add(file.resolve())
+                files.append(file)
     return files
 
 
-def read_image(path: Path):
-    """-> (encoded bytes, original (height, width)) or raises ValueError naming the file."""
+def output_names(files: list[Path]) -> list[str]:
+    """The output name of each file (see the module docstring): `a.png` -> `a_png`, repeats
+    -> `a_png_2`, ... Unique also on case-insensitive file systems."""
+    names, used = [], set()
+    for path in files:
+        base = path.stem + "_" + path.suffix[1:] if path.suffix else path.name
+        name, count = base, 1
+        while name.casefold() in used:
+            count += 1
+            name = f"{base}_{count}"
+        used.add(name.casefold())
+        names.append(name)
+    return names
+
+
+def short(message: str, limit: int = MESSAGE_CHARS) -> str:
+    """The first line of an error message without TF's node prefix, cut at a word boundary."""
+    line = (message.strip().splitlines() or [""])[0]
+    if line.startswith("{{function_node") and "}}" in line:
+        line = line.split("}}", 1)[1].strip()
+    if len(line) > limit and " " in line[:limit]:
+        line = line[:line.rindex(" ", 0, limit)] + " ..."
+    return line
+
+
+class _TooLarge(Exception):
+    """An image over --max_pixels (kept apart from the decoders' ValueErrors)."""
+
+
+def load_image(path: Path, max_pixels: int = MAX_PIXELS, direct_pixels: int = DIRECT_PIXELS):
+    """-> (encoded bytes for the `_bytes` signature, the file's (width, height)), or raises
+    ValueError naming the file. The size check reads only the header; above `direct_pixels`
+    the image is decoded downscaled (PIL) to at most direct_pixels / 4 and re-encoded as PNG."""
     import tensorflow as tf
+    from PIL import Image
 
     try:
+        with warnings.catch_warnings():  # the size is checked here, against max_pixels
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                size = image.size
+                pixels = size[0] * size[1]
+                if pixels > max_pixels:
+                    raise _TooLarge(f"{path}: too large: {size[0]}x{size[1]} pixels "
+                                    f"({pixels / 1e6:.1f} MP) > --max_pixels={max_pixels}")
+                if pixels > direct_pixels:
+                    return _reduced_png(image, direct_pixels // 4), size
         data = path.read_bytes()
-        shape = tf.io.decode_image(data, channels=3, expand_animations=False).shape
-    except (OSError, tf.errors.OpError) as error:
-        message = getattr(error, "message", None) or str(error)
-        raise ValueError(f"{path}: unreadable image ({message.splitlines()[0][:120]})") from None
-    return data, (int(shape[0]), int(shape[1]))
+        # What the signature will do: a bad file is skipped here instead of failing its batch.
+        tf.io.decode_image(data, channels=3, expand_animations=False)
+    except _TooLarge as error:
+        raise ValueError(str(error)) from None
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"{path}: too large ({short(str(error))})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, tf.errors.OpError) as error:
+        message = getattr(error, "message", None) or str(error) or type(error).__name__
+        raise ValueError(f"{path}: unreadable image ({short(message)})") from None
+    return data, size
+
+
+def _reduced_png(image, max_pixels: int) -> bytes:
+    """An opened (not yet decoded) PIL image -> PNG bytes of at most max_pixels pixels."""
+    from PIL import Image
+
+    from onegan_tf.data.folder import to_rgb
+
+    scale = (max_pixels / (image.width * image.height)) ** 0.5
+    target = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
+    image.draft("RGB", target)  # JPEG: decode at the smallest DCT scale >= target
+    image = to_rgb(image)
+    image.thumbnail(target, Image.Resampling.BILINEAR)  # (in place, keeps the aspect ratio)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
 
 
 def to_png(array, path: Path, size=None):
     """array [H, W, C] in [-1, 1] (C=3) or [0, 1] (C=1) -> PNG, optionally resized (W, H)."""
+    image = to_image(array, size)
+    image.save(path)
+    return image
+
+
+def to_image(array, size=None):
+    """array [H, W, C] in [-1, 1] (C=3) or [0, 1] (C=1) -> PIL image, optionally resized."""
     import numpy as np
     from PIL import Image
 
@@ -63,54 +163,60 @@ def to_png(array, path: Path, size=None):
     else:
         image = Image.fromarray(np.uint8(np.clip(array * 127.5 + 127.5, 0, 255) + 0.5), "RGB")
     if size is not None and image.size != size:
-        image = image.resize(size, Image.BILINEAR)
-    image.save(path)
+        image = image.resize(size, Image.Resampling.BILINEAR)
     return image
 
 
-def overlay(original_bytes: bytes, mask_image, path: Path):
-    """The original image with the mask tinted in OVERLAY_COLOR (alpha 0.5 * mask)."""
-    import io
-
-    import numpy as np
+def overlay(encoded: bytes, mask, path: Path):
+    """The image `encoded` (as sent to the model: at most DIRECT_PIXELS) with the mask
+    ([S, S, 1] in [0, 1]) tinted in OVERLAY_COLOR (alpha 0.5 * mask), at the image's size.
+    8-bit PIL operations only: about 10 bytes per pixel."""
     from PIL import Image
 
-    base = np.asarray(Image.open(io.BytesIO(original_bytes)).convert("RGB"), np.float32)
-    alpha = np.asarray(mask_image, np.float32)[..., None] / 255.0 * 0.5
-    tinted = base * (1 - alpha) + np.array(OVERLAY_COLOR, np.float32) * alpha
-    Image.fromarray(np.uint8(tinted + 0.5)).save(path)
+    from onegan_tf.data.folder import to_rgb
+
+    with Image.open(io.BytesIO(encoded)) as image:
+        base = to_rgb(image)
+    alpha = to_image(mask, base.size).point(lambda v: (v + 1) // 2)
+    Image.composite(Image.new("RGB", base.size, OVERLAY_COLOR), base, alpha).save(path)
 
 
-def predict(model_dir, inputs: list[str], task: str, output_dir, child_id: int | None = None,
-            batch_size: int = 16, log=print, progress: bool = True) -> dict:
-    """Library form of the CLI. Returns {"written": [paths], "skipped": [messages]}."""
+def predict(model, inputs: list[str], task: str, output_dir, child_id: int | None = None,
+            batch_size: int = 16, log=print, progress: bool = True,
+            max_pixels: int = MAX_PIXELS, direct_pixels: int = DIRECT_PIXELS) -> dict:
+    """Library form of the CLI; `model` is an export version directory or a loaded
+    `serving.ServedModel`. Returns {"written": [paths], "skipped": [messages], "processed":
+    [input paths]}. Raises ValueError for bad arguments (before any output)."""
+    if task not in TASKS:
+        raise ValueError(f"--task={task}: choose one of {', '.join(TASKS)}")
+    if task == "translate" and child_id is None:
+        raise ValueError("--task=translate needs --child_id (the target child cluster)")
+    if max_pixels < 1:
+        raise ValueError(f"--max_pixels={max_pixels}: must be positive")
+    files = list_inputs(inputs)  # before TensorFlow loads: a mistyped path fails at once
+    if not files:
+        raise ValueError(f"--input={','.join(inputs)}: no image files")
     import keras
     import numpy as np
 
     from onegan_tf import serving
 
-    if task not in TASKS:
-        raise ValueError(f"--task={task}: choose one of {', '.join(TASKS)}")
-    if task == "translate" and child_id is None:
-        raise ValueError("--task=translate needs --child_id (the target child cluster)")
-    model = serving.ServedModel(model_dir)
+    if not isinstance(model, serving.ServedModel):
+        model = serving.ServedModel(model)
     if task == "translate":
         children = model.num_children
         if not 0 <= child_id < children:
             raise ValueError(f"--child_id={child_id}: the model has children 0..{children - 1}")
-    files = list_inputs(inputs)
-    if not files:
-        raise ValueError(f"--input={','.join(inputs)}: no image files")
+    names = dict(zip(files, output_names(files)))
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    written, skipped, rows = [], [], []
+    written, skipped, processed, rows = [], [], [], []
     bar = keras.utils.Progbar(len(files), unit_name="image") if progress else None
-    done = 0
     for start in range(0, len(files), batch_size):
         batch = []
         for path in files[start:start + batch_size]:
             try:
-                batch.append((path, *read_image(path)))
+                batch.append((path, *load_image(path, max_pixels, direct_pixels)))
             except ValueError as error:
                 skipped.append(str(error))
                 log(f"skipped {error}")
@@ -120,12 +226,12 @@ def predict(model_dir, inputs: list[str], task: str, output_dir, child_id: int |
             if task == "translate":
                 inputs_["child_id"] = np.full([len(batch)], child_id, np.int32)
             out = model(f"{task}_bytes", **inputs_)
-            for i, (path, data, (height, width)) in enumerate(batch):
-                stem = output / path.stem
+            for i, (path, data, size) in enumerate(batch):
+                stem = output / names[path]
                 if task == "segment":
-                    mask = to_png(out["mask"][i], Path(f"{stem}_mask.png"), (width, height))
-                    overlay(data, mask, Path(f"{stem}_overlay.png"))
                     written += [Path(f"{stem}_mask.png"), Path(f"{stem}_overlay.png")]
+                    to_png(out["mask"][i], written[-2], size)
+                    overlay(data, out["mask"][i], written[-1])
                 elif task == "remove_object":
                     written.append(Path(f"{stem}_background.png"))
                     to_png(out["background"][i], written[-1])
@@ -133,23 +239,23 @@ def predict(model_dir, inputs: list[str], task: str, output_dir, child_id: int |
                     written.append(Path(f"{stem}_child{child_id}.png"))
                     to_png(out["image"][i], written[-1])
                 else:
-                    rows.append([str(path), int(out["parent"][i]),
+                    rows.append([str(path), names[path], int(out["parent"][i]),
                                  float(out["parent_probs"][i].max()), int(out["child"][i]),
                                  float(out["child_probs"][i].max()),
                                  *(f"{p:.6f}" for p in out["child_probs"][i])])
-        done += len(files[start:start + batch_size])
+                processed.append(path)
         if bar is not None:
-            bar.update(done)
+            bar.update(min(start + batch_size, len(files)))
     if task == "cluster" and rows:
         table = output / "clusters.csv"
-        children = len(rows[0]) - 5
+        children = len(rows[0]) - 6
         with open(table, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["file", "parent", "parent_prob", "child", "child_prob",
+            writer.writerow(["file", "name", "parent", "parent_prob", "child", "child_prob",
                              *(f"child_prob_{k}" for k in range(children))])
             writer.writerows(rows)
         written.append(table)
-    return {"written": written, "skipped": skipped}
+    return {"written": written, "skipped": skipped, "processed": processed}
 
 
 def define_flags():
@@ -159,6 +265,8 @@ def define_flags():
     flags.DEFINE_string("output", None, "output directory")
     flags.DEFINE_integer("child_id", None, "target child cluster for --task=translate")
     flags.DEFINE_integer("batch_size", 16, "images per call")
+    flags.DEFINE_integer("max_pixels", MAX_PIXELS,
+                         "skip images of more pixels than this (checked on the file header)")
 
 
 def main(argv):
@@ -168,16 +276,20 @@ def main(argv):
         print(f"error: {', '.join(missing + ([] if FLAGS.input or files else ['--input']))} "
               "required", file=sys.stderr)
         return 2
+    inputs = (FLAGS.input or []) + files
     try:
-        result = predict(FLAGS.model, (FLAGS.input or []) + files, FLAGS.task, FLAGS.output,
-                         FLAGS.child_id, FLAGS.batch_size,
-                         log=lambda m: print(m, file=sys.stderr))
+        result = predict(FLAGS.model, inputs, FLAGS.task, FLAGS.output, FLAGS.child_id,
+                         FLAGS.batch_size, log=lambda m: print(m, file=sys.stderr),
+                         max_pixels=FLAGS.max_pixels)
     except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {short(str(error), 400)}", file=sys.stderr)
         return 2
-    print(f"wrote {len(result['written'])} files to {FLAGS.output}"
-          + (f"; skipped {len(result['skipped'])} unreadable" if result["skipped"] else ""))
-    return 0
+    done, skipped = len(result["processed"]), len(result["skipped"])
+    print(f"processed {done} of {done + skipped} images; wrote {len(result['written'])} files "
+          f"to {FLAGS.output}" + (f"; skipped {skipped} (listed above)" if skipped else ""))
+    if not done:
+        print(f"error: none of the {skipped} inputs could be processed", file=sys.stderr)
+    return 1 if skipped else 0
 
 
 if __name__ == "__main__":

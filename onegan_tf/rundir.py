@@ -1,8 +1,11 @@
 """The run-directory contract: config.json, params.json, stats.jsonl, checkpoints/, samples/.
 
 Every file is written atomically (temporary file + fsync + rename), so a run killed at any
-moment (even with kill -9) leaves only complete files; resuming picks the newest checkpoint
-that loads.
+moment (even with kill -9) leaves only complete files. Temporary names carry the writer's
+process id; `remove_stale_temporaries` deletes those of processes that no longer run.
+Restoring is all-or-nothing: a checkpoint that does not load completely, or loads a non-finite
+value, leaves the model as it was and the next older one is tried. A file-system failure is a
+`RunDirError` naming the operation and the path.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -23,6 +27,31 @@ RESUMABLE_FIELDS = frozenset({
     "eval_examples",
 })
 _CKPT = re.compile(r"^ckpt-(\d+)\.weights\.h5$")
+# Temporary files of `atomic_write`: ".<final name>.<pid>.<random>.tmp".
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
+DAMAGED_DIR = "damaged"
+
+
+class RunDirError(OSError):
+    """A file-system operation on the run directory (or an export) failed: the message names
+    the operation and the path, e.g. "cannot write checkpoint runs/x/...: No space left"."""
+
+
+class CheckpointError(RuntimeError):
+    """Checkpoints exist but none of them can be restored."""
+
+
+def fs_error(operation: str, path, error: OSError) -> RunDirError:
+    """`error` re-stated as one line: "cannot <operation> <path>: <reason>"."""
+    failure = RunDirError(f"cannot {operation} {path}: {error.strerror or error}")
+    failure.errno = error.errno
+    return failure
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def default_run_dir(preset_name: str) -> str:
@@ -30,29 +59,85 @@ def default_run_dir(preset_name: str) -> str:
 
 
 def atomic_write(path: str | Path, data: bytes | str):
+    """Writes `data` to `path` through a temporary file in the same directory (fsync, rename);
+    the file gets the usual 0666 & ~umask mode. On failure the old file is untouched, the
+    temporary is removed and a `RunDirError` names the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
+                                   suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        _unlink_quietly(tmp)
+        if isinstance(error, RunDirError):
+            raise
+        raise fs_error("write", path, error) from None
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _unlink_quietly(tmp)
         raise
 
 
+def _unlink_quietly(path):
+    if path is not None:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: str | Path, log=print) -> list[Path]:
+    """Deletes temporary files (under `directory`, recursively) left by writers that no longer
+    run, e.g. after kill -9; temporaries of a live process are kept. Returns what was removed."""
+    removed = []
+    for root, _, names in os.walk(directory):
+        for name in names:
+            match = _TEMPORARY.match(name)
+            if match and int(match.group(1)) != os.getpid() and not process_alive(
+                    int(match.group(1))):
+                path = Path(root) / name
+                _unlink_quietly(path)
+                removed.append(path)
+    if removed:
+        log(f"removed {len(removed)} stale temporary file(s) under {directory}")
+    return removed
+
+
 def prepare(config: Config) -> Path:
-    """Creates the run dir, refuses to resume with an incompatible config, saves config.json."""
+    """Creates the run dir and refuses to resume with an incompatible config. config.json is
+    written by `save_config` once the checkpoints (if any) are known to fit the config."""
     run_dir = Path(config.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise fs_error("create the run directory", f"--run_dir={run_dir}", error) from None
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        raise RunDirError(f"cannot write to the run directory --run_dir={run_dir}: "
+                          "permission denied")
     saved_path = run_dir / "config.json"
     if saved_path.exists():
-        saved = json.loads(saved_path.read_text())
+        try:
+            saved = json.loads(saved_path.read_text())
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{saved_path}: unreadable config ({error}); restore it, or use "
+                             "another --run_dir") from None
         current = dataclasses.asdict(config)
         changed = sorted(k for k in current
                          if k not in RESUMABLE_FIELDS and k in saved and saved[k] != current[k])
@@ -61,22 +146,44 @@ def prepare(config: Config) -> Path:
             raise ValueError(
                 f"--run_dir={config.run_dir}: holds a run with a different config: {details}. "
                 "Use another --run_dir, or the same flags to resume.")
-    atomic_write(saved_path, config.to_json() + "\n")
     return run_dir
+
+
+def save_config(config: Config, run_dir: str | Path):
+    atomic_write(Path(run_dir) / "config.json", config.to_json() + "\n")
 
 
 def load_config(run_dir: str | Path) -> Config:
     path = Path(run_dir) / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"--run_dir={run_dir}: no config.json (not a training run dir)")
-    return Config.from_json(path.read_text())
+    try:
+        return Config.from_json(path.read_text())
+    except (OSError, ValueError, TypeError) as error:
+        raise ValueError(f"{path}: unreadable config ({error})") from None
 
 
 def append_stats(run_dir: str | Path, record: dict):
     """One JSON line per logging step. Appends are small and line-buffered; a torn last line
     after a crash is skipped by `read_stats`."""
-    with open(Path(run_dir) / "stats.jsonl", "a") as f:
-        f.write(json.dumps(record, sort_keys=True) + "\n")
+    path = Path(run_dir) / "stats.jsonl"
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+    except OSError as error:
+        raise fs_error("append to", path, error) from None
+
+
+def truncate_stats(run_dir: str | Path, step: int):
+    """Drops the records after `step` (and torn lines): a run resumed from the checkpoint of
+    `step` logs those steps again, so each step keeps one record."""
+    path = Path(run_dir) / "stats.jsonl"
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines()
+    kept = [r for r in read_stats(run_dir) if r.get("step", 0) <= step]
+    if len(kept) != len(lines):
+        atomic_write(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
 
 
 def read_stats(run_dir: str | Path) -> list[dict]:
@@ -110,29 +217,107 @@ def save_checkpoint(model, run_dir: str | Path, step: int, keep: int) -> Path:
     """model.save_weights (weights, optimizer states, step) written atomically; prunes old ones.
 
     Refuses (ValueError) to save non-finite weights, so the newest checkpoint is always good.
+    A failed write (disk full, ...) removes its temporary file and raises `RunDirError`; the
+    older checkpoints are untouched.
     """
     if not model.weights_are_finite():
         raise ValueError(f"step {step}: non-finite weights; checkpoint not written")
-    directory = checkpoint_dir(run_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    final = directory / f"ckpt-{step:08d}.weights.h5"
-    tmp = directory / f".ckpt-{step:08d}.tmp.weights.h5"
-    model.save_weights(str(tmp))
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
+    final = checkpoint_dir(run_dir) / f"ckpt-{step:08d}.weights.h5"
+    try:
+        data = weights_bytes(model)
+    except Exception as error:
+        raise RunDirError(f"cannot serialise checkpoint {final}: {error}") from None
+    atomic_write(final, data)
     for _, old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return final
 
 
-def restore_latest(model, run_dir: str | Path, log=print) -> int | None:
-    """Loads the newest checkpoint that reads back; returns its step, or None if there is none."""
-    for step, path in reversed(list_checkpoints(run_dir)):
+def weights_bytes(model) -> bytes:
+    """What `model.save_weights(path)` writes (weights, optimizer states, step), as bytes.
+
+    The HDF5 file is built in memory and written by `atomic_write`: when h5py itself writes to
+    a full disk, its half-closed file objects crash the interpreter at exit (a segfault after
+    "No space left on device"). Keras 3.15 has no public API for this: `save_weights` takes
+    only a path ending in .weights.h5, so this uses its `H5IOStore` on a BytesIO, as its
+    `.keras` archive writer does.
+    """
+    import io
+
+    from keras.src.saving import saving_lib
+
+    buffer = io.BytesIO()
+    store = saving_lib.H5IOStore(buffer, mode="w")
+    saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",
+                           visited_saveables=set())
+    store.close()
+    return buffer.getvalue()
+
+
+def state_variables(model) -> list:
+    """Everything a checkpoint restores: the model's weights and its optimizers' variables."""
+    import keras
+
+    variables, seen = [], set()
+    optimizers = [a for a in vars(model).values() if isinstance(a, keras.optimizers.Optimizer)]
+    for v in list(model.weights) + [v for o in optimizers for v in o.variables]:
+        if id(v) not in seen:
+            seen.add(id(v))
+            variables.append(v)
+    return variables
+
+
+def all_finite(variables) -> bool:
+    import numpy as np
+
+    return all(bool(np.all(np.isfinite(v.numpy()))) for v in variables
+               if np.issubdtype(np.dtype(v.dtype), np.floating))
+
+
+def restore_latest(model, run_dir: str | Path, log=print) -> tuple[int, Path] | None:
+    """Loads the newest checkpoint that restores completely and holds only finite values;
+    returns (step, path), or None when the run has no checkpoint.
+
+    All-or-nothing: a checkpoint that fails half-way (or loads a NaN/Inf) is undone before the
+    next older one is tried. When checkpoints exist and none restores, raises CheckpointError
+    naming them; nothing is deleted or overwritten.
+    """
+    checkpoints = list_checkpoints(run_dir)
+    if not checkpoints:
+        return None
+    variables = state_variables(model)
+    initial = [v.numpy() for v in variables]
+    problems = []
+    for step, path in reversed(checkpoints):
         try:
             model.load_weights(str(path))
-        except Exception as error:  # a damaged file: fall back to the one before
-            log(f"warning: cannot read checkpoint {path} ({error}); trying an older one")
+            if not all_finite(variables):
+                raise ValueError("it holds non-finite (NaN/Inf) values")
+        except Exception as error:  # a damaged file: undo, fall back to the one before
+            for v, value in zip(variables, initial):
+                v.assign(value)
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(
+                error).__name__
+            problems.append(f"{path.name}: {reason}")
+            log(f"warning: cannot restore checkpoint {path} ({reason}); trying an older one")
             continue
-        return step
-    return None
+        return step, path
+    raise CheckpointError(
+        f"--run_dir={run_dir}: none of the {len(checkpoints)} checkpoint(s) in "
+        f"{checkpoint_dir(run_dir)} can be restored ({'; '.join(problems)}). They are kept. "
+        "If the flags changed, use the run's flags; to start over in this run dir, pass "
+        "--restart_unreadable (the checkpoints are moved to "
+        f"{checkpoint_dir(run_dir) / DAMAGED_DIR})")
+
+
+def set_aside_checkpoints(run_dir: str | Path, log=print) -> Path:
+    """Moves every checkpoint to checkpoints/damaged/ (numbered, never overwriting)."""
+    target = checkpoint_dir(run_dir) / DAMAGED_DIR
+    target.mkdir(parents=True, exist_ok=True)
+    for _, path in list_checkpoints(run_dir):
+        destination, n = target / path.name, 1
+        while destination.exists():
+            destination, n = target / f"{path.name}.{n}", n + 1
+        shutil.move(str(path), str(destination))
+    log(f"moved the unreadable checkpoints to {target}; starting over")
+    return target

@@ -19,6 +19,12 @@ JPEG/PNG/BMP/GIF images of any size (REST clients send them as {"b64": ...}); th
 resized to S x S (bilinear) and scaled to [-1, 1] inside the graph. `generate` draws
 z_i ~ N(0, I) from `seed_i` alone (`seeded_z`), so a (child_id, seed) pair gives the same image
 in any batch.
+
+Every signature checks its inputs in the graph (`inference.check_images`/`check_child_ids`): a
+child id outside [0, N_C), float images outside [-1, 1] (8-bit values sent as floats), a wrong
+image size or an empty batch fail with an InvalidArgumentError whose text names the input and
+what it must be. `ServedModel` and `tflite_runner` check the same in Python (ValueError) before
+running anything.
 """
 
 from __future__ import annotations
@@ -45,6 +51,11 @@ def seeded_z(seeds, z_dim: int):
 
 def decode_images(image_bytes, image_size: int):
     """Encoded images string [B] (any size, 1-4 channels) -> f32 [B, S, S, 3] in [-1, 1]."""
+    image_bytes = tf.reshape(image_bytes, [-1])
+    nonempty = tf.debugging.assert_positive(
+        tf.size(image_bytes), message="image_bytes: empty batch; expected string [B], B >= 1")
+    with tf.control_dependencies([nonempty]):
+        image_bytes = tf.identity(image_bytes)
 
     def decode(data):
         image = tf.io.decode_image(data, channels=3, dtype=tf.float32, expand_animations=False)
@@ -52,7 +63,7 @@ def decode_images(image_bytes, image_size: int):
         image = tf.image.resize(image, [image_size, image_size], antialias=True)
         return tf.clip_by_value(image, 0.0, 1.0) * 2.0 - 1.0
 
-    return tf.map_fn(decode, tf.reshape(image_bytes, [-1]),
+    return tf.map_fn(decode, image_bytes,
                      fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
 
 
@@ -69,18 +80,16 @@ def signature_functions(autoencoder: AutoEncoder) -> dict:
     z = tf.TensorSpec([None, z_dim], tf.float32, name="z")
     ae = autoencoder
 
-    def checked(x):  # loaded signatures do not check shapes: a clear error, also in TF Serving
-        return tf.ensure_shape(x, [None, size, size, 3], name="images_must_be_BxSxSx3")
-
+    # The inference functions check their inputs (shape, range, child ids) in the graph.
     by_images = {
-        "segment": lambda x: {"mask": inference.segment(ae, checked(x))},
-        "cluster": lambda x: inference.cluster(ae, checked(x)),
-        "reconstruct": lambda x: inference.reconstruct(ae, checked(x)),
-        "remove_object": lambda x: {"background": inference.remove_object(ae, checked(x))},
+        "segment": lambda x: {"mask": inference.segment(ae, x)},
+        "cluster": lambda x: inference.cluster(ae, x),
+        "reconstruct": lambda x: inference.reconstruct(ae, x),
+        "remove_object": lambda x: {"background": inference.remove_object(ae, x)},
     }
     functions = {name: (fn, [images]) for name, fn in by_images.items()}
     functions["translate"] = (
-        lambda x, c: {"image": inference.translate(ae, checked(x), c)}, [images, child_id])
+        lambda x, c: {"image": inference.translate(ae, x, c)}, [images, child_id])
     functions["generate"] = (
         lambda c, s: inference.generate(ae, c, seeded_z(s, z_dim)), [child_id, seed])
     functions["generate_from_z"] = (
@@ -120,15 +129,40 @@ def save_tflite_source(autoencoder: AutoEncoder, directory, names=("cluster", "s
     archive.write_out(str(directory), verbose=False)
 
 
-def tflite_runner(path, signature: str):
+def tflite_runner(path, signature: str, num_children: int | None = None):
     """The signature runner of a converted `.tflite` file (LiteRT interpreter):
-    run(images=float32 [B, S, S, 3]) -> dict of numpy outputs."""
+    run(images=float32 [B, S, S, 3], ...) -> dict of numpy outputs.
+
+    The converter drops the signatures' in-graph checks, so `run` checks its inputs here
+    (ValueError naming the input): names, float32 images of the file's size in [-1, 1],
+    B >= 1, and child ids in [0, num_children) for signatures that take them. num_children
+    defaults to the export's `assets.extra/export.json` (for a file in `<version>/tflite/`)."""
+    import json
+    from pathlib import Path
+
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path))
     runner = interpreter.get_signature_runner(signature)
+    details = runner.get_input_details()
+    if "child_id" in details and num_children is None:
+        manifest = Path(path).resolve().parent.parent / "assets.extra" / "export.json"
+        if not manifest.exists():
+            raise ValueError(f"{path}: signature {signature!r} takes child ids; pass "
+                             f"num_children (no {manifest})")
+        num_children = json.loads(manifest.read_text())["num_children"]
 
-    def run(**inputs):  # the runner resizes the inputs; copy the outputs out of its arena
+    def run(**inputs):
+        if set(inputs) != set(details):
+            raise ValueError(f"{signature}: expects inputs {sorted(details)}, got "
+                             f"{sorted(inputs)}")
+        if "child_id" in inputs:
+            inference.check_child_ids(inputs["child_id"], num_children, batch=True)
+        if "images" in inputs:
+            images = np.asarray(inputs["images"])
+            inference.check_images(images, int(details["images"]["shape"][1]))
+            inputs["images"] = images.astype(np.float32, copy=False)
+        # the runner resizes the inputs; copy the outputs out of its arena
         return {k: np.array(v) for k, v in runner(**inputs).items()}
 
     return run
@@ -137,8 +171,9 @@ def tflite_runner(path, signature: str):
 # --- the consumer side -----------------------------------------------------------------------
 class ServedModel:
     """A loaded OneGAN SavedModel: `model(signature, **inputs)` checks names, dtypes and shapes
-    against the signature (ValueError with a readable message) before running it. The loaded
-    concrete functions are thread-safe; so is this wrapper."""
+    against the signature (ValueError with a readable message) before running it; the
+    signature's own checks (value ranges, child ids, empty batches) also raise ValueError here.
+    The loaded concrete functions are thread-safe; so is this wrapper."""
 
     def __init__(self, path):
         self.path = str(path)
@@ -175,8 +210,32 @@ class ServedModel:
                 raise ValueError(
                     f"{signature}: input {key!r} must be {spec.dtype.name} "
                     f"{_shape_text(spec.shape)}, got {dtype.name} {list(value.shape)}")
+            try:  # value range and empty batch, with the offending values in the message
+                if key == "images":
+                    inference.check_images(value, self.image_size)
+                elif key == "child_id":
+                    inference.check_child_ids(value, self.num_children, batch=True)
+            except ValueError as error:
+                raise ValueError(f"{signature}: {error}") from None
             tensors[key] = tf.convert_to_tensor(value)
-        return {k: v.numpy() for k, v in self._signature(signature)(**tensors).items()}
+        try:
+            outputs = self._signature(signature)(**tensors)
+        except tf.errors.InvalidArgumentError as error:  # an in-graph check, or a bad image
+            raise ValueError(f"{signature}: {_assertion_text(error.message)}") from None
+        return {k: v.numpy() for k, v in outputs.items()}
+
+
+def _assertion_text(message: str) -> str:
+    """The first line of an op error without TF's decoration: "{{function_node ...}}
+    assertion failed: [image_bytes: empty batch ...] [Condition x > 0 ...] ..." ->
+    "image_bytes: empty batch ..."."""
+    first = message.strip().splitlines()[0]
+    if first.startswith("{{function_node") and "}}" in first:
+        first = first.split("}}", 1)[1].strip()
+    prefix = "assertion failed: ["
+    if first.startswith(prefix):
+        first = first[len(prefix):].split("] [", 1)[0].rstrip(". ")
+    return first
 
 
 def _shape_text(shape: tf.TensorShape) -> str:

@@ -16,6 +16,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 from onegan_tf import cli  # noqa: E402
 
 flags.DEFINE_boolean("dry_run", False, "print the resolved config and exit")
+flags.DEFINE_boolean("restart_unreadable", False,
+                     "when the run dir holds checkpoints and none can be restored, move them to "
+                     "checkpoints/damaged/ and start over (default: stop with an error)")
 cli.define_config_flags()
 FLAGS = flags.FLAGS
 
@@ -31,16 +34,20 @@ def main(argv):
     if FLAGS.dry_run:
         print(config.to_json())
         return 0
-    from onegan_tf import callbacks, train_lib  # TensorFlow is imported only when training
+    from onegan_tf import callbacks, rundir, train_lib  # TensorFlow only when training
 
     try:
-        train_lib.train(config)
-    except (ValueError, FileNotFoundError, NotImplementedError) as error:
+        train_lib.train(config, restart_unreadable=FLAGS.restart_unreadable)
+    except (ValueError, FileNotFoundError, NotImplementedError,
+            rundir.CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except callbacks.NonFiniteLossError as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
+    except OSError as error:  # file-system faults: rundir.RunDirError names path and operation
+        print(f"error: {error}", file=sys.stderr)
+        return 4
     return 0
 
 

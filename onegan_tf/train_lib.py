@@ -173,8 +173,27 @@ def figures(model: OneGAN, config: Config, examples: dict) -> dict[str, np.ndarr
             "translation": translation_sampler(config, examples)(model)}
 
 
-def train(config: Config, stream=None) -> OneGAN:
+def restore(model: OneGAN, run_dir: Path, restart_unreadable: bool = False, log=print) -> int:
+    """The step to start from: the newest checkpoint that restores (rundir.restore_latest), 0
+    for a new run. When checkpoints exist and none restores: CheckpointError, or, with
+    restart_unreadable, they are moved to checkpoints/damaged/ and the run starts over."""
+    try:
+        restored = rundir.restore_latest(model, run_dir, log=log)
+    except rundir.CheckpointError:
+        if not restart_unreadable:
+            raise
+        rundir.set_aside_checkpoints(run_dir, log=log)
+        return 0
+    return restored[0] if restored else 0
+
+
+def train(config: Config, stream=None, restart_unreadable: bool = False) -> OneGAN:
     """Trains (or resumes) the run in config.run_dir up to config.total_steps.
+
+    Resuming restores the newest checkpoint that loads completely and is finite; when none
+    does, it stops with rundir.CheckpointError (restart_unreadable: set them aside, start over).
+    A file-system failure stops it with rundir.RunDirError; the newest complete checkpoint is
+    kept and no temporary file is left.
 
     --strategy=multi_worker: start every worker (TF_CONFIG) with the same flags and the same
     --run_dir on a shared filesystem. Only the chief (worker 0 without a "chief" task) writes
@@ -190,15 +209,19 @@ def train(config: Config, stream=None) -> OneGAN:
     # Held-out examples next: bad input fails here, before a model or run dir exists.
     examples = {k: v.numpy() for k, v in
                 data.evaluation_batch(config, max(config.eval_examples, 12)).items()}
+    data.check_training_data(config)
     run_dir = rundir.prepare(config)
+    if chief:
+        rundir.remove_stale_temporaries(run_dir, log=say)
     model = build_model(config, strategy)
 
     counts = parameter_counts(model)
     say("parameters per network: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    step = restore(model, run_dir, restart_unreadable and chief, log=say)
+    rundir.save_config(config, run_dir)  # only now: the checkpoints fit this config
     if chief:
         rundir.atomic_write(run_dir / "params.json", json.dumps(counts, indent=2) + "\n")
-
-    step = rundir.restore_latest(model, run_dir, log=say) or 0
+        rundir.truncate_stats(run_dir, step)
     check_workers_agree(strategy, config, step)
     if step:
         say(f"resumed from {run_dir / 'checkpoints'} at step {step}")
@@ -242,11 +265,18 @@ def train(config: Config, stream=None) -> OneGAN:
     return model
 
 
-def restore_for_inference(run_dir: str | Path) -> OneGAN:
-    """The model of a finished (or interrupted) run, at its newest checkpoint."""
+def restore_for_inference(run_dir: str | Path, log=print) -> OneGAN:
+    """The model of a finished (or interrupted) run, at its newest restorable checkpoint."""
+    return restore_checkpoint(run_dir, log=log)[0]
+
+
+def restore_checkpoint(run_dir: str | Path, log=print) -> tuple[OneGAN, int, Path]:
+    """(model, step, checkpoint path) of the newest checkpoint that restores completely and is
+    finite. FileNotFoundError without checkpoints; rundir.CheckpointError when none restores."""
     config = rundir.load_config(run_dir)
     model = build_model(config)
-    if rundir.restore_latest(model, run_dir) is None:
+    restored = rundir.restore_latest(model, run_dir, log=log)
+    if restored is None:
         raise FileNotFoundError(f"--run_dir={run_dir}: no checkpoint to load")
-    return model
+    return (model, *restored)
 

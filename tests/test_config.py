@@ -82,6 +82,9 @@ def test_preset_overrides_apply():
         ({"learning_rate": 0.0}, "--learning_rate"),
         ({"mask_area_min": 0.9, "mask_area_max": 0.1}, "--mask_area_min"),
         ({"keep_checkpoints": 0}, "--keep_checkpoints"),
+        ({"beta_1": 1.0}, "--beta_1"),
+        ({"beta_2": -0.1}, "--beta_2"),
+        ({"rm_weight": -1.0}, "--rm_weight"),
     ],
 )
 def test_invalid_values_raise_naming_the_flag(overrides, flag):
@@ -90,6 +93,17 @@ def test_invalid_values_raise_naming_the_flag(overrides, flag):
     # Config.replace validates too.
     with pytest.raises(ValueError, match=flag + "="):
         config_lib.preset("tiny").replace(**overrides)
+
+
+FLOAT_FIELDS = [f.name for f in dataclasses.fields(config_lib.Config) if f.type == "float"]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_every_float_field_must_be_finite(value):
+    assert "learning_rate" in FLOAT_FIELDS and len(FLOAT_FIELDS) >= 11
+    for field in FLOAT_FIELDS:
+        with pytest.raises(ValueError, match=f"--{field}={value!r}: must be a finite number"):
+            config_lib.preset("tiny", **{field: value})
 
 
 def test_unknown_preset_names_the_flag():
@@ -170,3 +184,6 @@ def test_bad_flags_exit_nonzero_naming_the_flag(tmp_path, subprocess_env, repo_r
     assert bad.returncode != 0
     assert "--num_parents=50" in bad.stderr
     assert bad.stdout.strip() == ""
+    nan = _train_cli(["--preset=tiny", "--learning_rate=nan", "--dry_run"], subprocess_env,
+                     repo_root)
+    assert nan.returncode != 0 and "--learning_rate=nan: must be a finite number" in nan.stderr

@@ -2,6 +2,7 @@
 gRPC client, TFLite conversions, thread safety. One tiny model is exported once per module."""
 
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from onegan_tf import data, export, inference, rundir, serving
+from onegan_tf import data, export, inference, serving
 from onegan_tf.autoencoder import AutoEncoder
 
 TOL = 1e-5
@@ -137,6 +138,96 @@ def test_wrong_inputs_are_rejected_clearly(served, images):
         served.signatures["segment"](images=tf.zeros([1, 32, 32, 3], tf.float64))
 
 
+CHILD_RANGE = r"child_id: expected ids in \[0, 11\] \(the model has 12 children\)"
+FLOAT_RANGE = r"images: expected float values in \[-1, 1\]"
+
+
+def eight_bit(images):
+    """The 0..255 values a caller may send by mistake."""
+    return np.round((images + 1) * 127.5)
+
+
+# name: (signature, inputs from the test images, message); every one reaches the graph
+BAD_SIGNATURE_INPUTS = {
+    "child_id_too_large": ("translate", lambda x: {
+        "images": x[:2], "child_id": np.array([3, 99], np.int32)}, CHILD_RANGE),
+    "child_id_negative": ("generate", lambda x: {
+        "child_id": np.array([-1], np.int32), "seed": np.array([0], np.int32)}, CHILD_RANGE),
+    "child_id_bytes": ("translate_bytes", lambda x: {
+        "image_bytes": np.array([png_bytes(x[0])], dtype=object),
+        "child_id": np.array([12], np.int32)}, CHILD_RANGE),
+    "eight_bit_floats": ("segment", lambda x: {"images": eight_bit(x[:2]).astype(np.float32)},
+                         FLOAT_RANGE),
+    "empty_images": ("cluster", lambda x: {"images": x[:0]}, r"images: empty batch"),
+    "empty_child_ids": ("generate_from_z", lambda x: {
+        "child_id": np.zeros([0], np.int32), "z": np.zeros([0, 8], np.float32)},
+        r"child_id: empty batch"),
+    "empty_bytes": ("segment_bytes", lambda x: {"image_bytes": np.array([], dtype=object)},
+                    r"image_bytes: empty batch"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SIGNATURE_INPUTS))
+def test_signatures_reject_bad_values_naming_the_input(case, served, images):
+    signature, make, message = BAD_SIGNATURE_INPUTS[case]
+    inputs = make(images)
+    # what TF Serving runs: the signature's own assertion, with that text
+    tensors = {k: tf.constant(v, tf.string if v.dtype == object else None)
+               for k, v in inputs.items()}
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        served.signatures[signature](**tensors)
+    with pytest.raises(ValueError, match=f"^{signature}: {message}"):
+        served(signature, **inputs)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda ae, x: inference.translate(ae, x[:2], 12), CHILD_RANGE + ", got 12"),
+    (lambda ae, x: inference.translate(ae, x[:2], [0, -1]), CHILD_RANGE + ", got -1"),
+    (lambda ae, x: inference.generate(ae, [99]), CHILD_RANGE + ", got 99"),
+    (lambda ae, x: inference.mix(ae, x[:2], child_id=12), CHILD_RANGE),
+    (lambda ae, x: inference.segment(ae, eight_bit(x[:2]).astype(np.uint8)),
+     r"images: expected float32 \[B, 32, 32, 3\] in \[-1, 1\], got uint8 values; scale"),
+    (lambda ae, x: inference.cluster(ae, eight_bit(x[:2])), FLOAT_RANGE + r" \(got min \d+, "
+                                                            r"max \d+\); scale 8-bit images"),
+    (lambda ae, x: inference.reconstruct(ae, x[:2, :16, :16]),
+     r"images: expected float32 \[B, 32, 32, 3\] in \[-1, 1\], got shape \[2, 16, 16, 3\]"),
+    (lambda ae, x: inference.remove_object(ae, x[:0]), r"images: empty batch"),
+    (lambda ae, x: inference.generate(ae, np.zeros([0], np.int32)), r"child_id: empty batch"),
+    (lambda ae, x: inference.generate(ae, [1, 2], np.zeros([2, 5])),
+     r"z: expected float32 \[B, 8\] with B = 2"),
+], ids=["translate_12", "translate_-1", "generate_99", "mix_12", "uint8", "eight_bit_floats",
+        "size_16", "empty_images", "empty_child_ids", "z_size"])
+def test_python_api_rejects_bad_inputs_naming_the_argument(call, message, autoencoder, images):
+    with pytest.raises(ValueError, match=message):
+        call(autoencoder, images)
+
+
+def test_tflite_runner_checks_its_inputs(exported, autoencoder, images, tmp_path):
+    run = serving.tflite_runner(exported / "tflite" / "cluster_fp32.tflite", "cluster")
+    for inputs, message in (
+            ({"images": eight_bit(images[:1]).astype(np.uint8)}, "got uint8 values"),
+            ({"images": eight_bit(images[:1]).astype(np.float32)}, FLOAT_RANGE),
+            ({"images": images[:1, :16, :16]}, r"got shape \[1, 16, 16, 3\]"),
+            ({"images": images[:0]}, "images: empty batch"),
+            ({"image": images[:1]}, "expects inputs")):
+        with pytest.raises(ValueError, match=message):
+            run(**inputs)
+    # child ids: `generate_from_z` (the cheapest signature with child ids), converted here as
+    # an export would, into <version>/tflite/
+    serving.save_tflite_source(autoencoder, tmp_path / "source", ("generate_from_z",))
+    (tmp_path / "1" / "tflite").mkdir(parents=True)
+    path = tmp_path / "1" / "tflite" / "generate_from_z_fp32.tflite"
+    path.write_bytes(export.convert_tflite(tmp_path / "source", "generate_from_z", "fp32"))
+    shutil.copytree(exported / "assets.extra", tmp_path / "1" / "assets.extra")
+    run = serving.tflite_runner(path, "generate_from_z")  # num_children from export.json
+    z = np.zeros([1, 8], np.float32)
+    assert run(child_id=np.array([11], np.int32), z=z)["image"].shape == (1, 32, 32, 3)
+    for child_id, message in (([12], CHILD_RANGE + ", got 12"), ([-1], CHILD_RANGE + ", got -1"),
+                              ([], "child_id: empty batch")):
+        with pytest.raises(ValueError, match=message):
+            run(child_id=np.array(child_id, np.int32), z=z[:len(child_id)])
+
+
 def test_models_config_parses(repo_root):
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
@@ -208,15 +299,3 @@ def test_concurrent_calls_match_serial(served, images):
         t.join()
     for want, got in zip(serial, results):
         np.testing.assert_array_equal(want, got.numpy())
-
-
-def test_export_run_uses_the_ema_weights(tiny_model, tiny_config, tmp_path):
-    run = tmp_path / "run"
-    config = tiny_config.replace(run_dir=str(run))
-    rundir.prepare(config)
-    rundir.save_checkpoint(tiny_model, run, 5, keep=1)
-    path = export.export_run(run, tmp_path / "out", log=lambda *a: None)
-    x = data.evaluation_batch(tiny_config, 2)["image"].numpy()
-    got = serving.ServedModel(path)("segment", images=x)["mask"]
-    np.testing.assert_allclose(got, inference.segment(tiny_model.ema, x), atol=TOL)
-    assert export.export_run(run, tmp_path / "out", log=lambda *a: None).name == "2"

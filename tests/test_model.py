@@ -532,3 +532,29 @@ def test_mask_parent_head_is_trained_with_the_generators_only_when_on(cfg):
     mask_net = model.autoencoder.appearance_generator.to_mask.trainable_variables
     grads = tape.gradient(ce, head.trainable_variables + mask_net)
     assert all(g is not None and float(tf.reduce_sum(tf.abs(g))) > 0 for g in grads)
+
+
+def test_shifted_composite_moves_the_foreground_layer(cfg):
+    model = train_lib.build_model(cfg.replace(fg_shift=0.2))  # up to round(6.4) = 6 pixels
+    size = cfg.image_size
+    mask = np.zeros((BATCH, size, size, 1), np.float32)
+    mask[:, 12:20, 12:20] = 1.0
+    mask = tf.Variable(mask)
+    gen = {"background": tf.fill((BATCH, size, size, 3), -1.0),
+           "foreground": tf.ones((BATCH, size, size, 3)), "mask": mask}
+    with tf.GradientTape() as tape:
+        moved = model.shifted_composite(gen, 30)
+        loss = tf.reduce_sum(moved)
+    inside = moved.numpy()[..., 0] > 0
+    offsets = set()
+    for b in range(BATCH):  # the 8x8 square, whole, moved by at most 6 pixels each way
+        ys, xs = np.nonzero(inside[b])
+        assert inside[b].sum() == 64 and ys.max() - ys.min() == 7 and xs.max() - xs.min() == 7
+        assert abs(ys.min() - 12) <= 6 and abs(xs.min() - 12) <= 6
+        offsets.add((ys.min() - 12, xs.min() - 12))
+    assert len(offsets) > 1  # per-example offsets
+    grad = tape.gradient(loss, mask).numpy()
+    assert np.abs(grad).sum() > 0  # the adversarial loss still reaches the mask
+    unshifted = train_lib.build_model(cfg.replace(fg_shift=0.01))  # rounds to 0 pixels
+    np.testing.assert_allclose(unshifted.shifted_composite(gen, 30).numpy(),
+                               (mask.numpy() * 2 - 1) * np.ones((1, 1, 1, 3)), atol=1e-6)

@@ -1,5 +1,6 @@
-"""--jit_compile: the training step compiled with XLA trains the tiny preset through the three
-phases on CPU (one XLA compilation per phase)."""
+"""--jit_compile: the training step compiled with XLA trains the tiny preset on CPU with all
+three paths (one XLA compilation; the Phase I and Phase II steps are subsets of that graph and
+are not compiled separately, to keep the suite short)."""
 
 import io
 
@@ -9,12 +10,12 @@ from onegan_tf import config as config_lib
 from onegan_tf import rundir, train_lib
 
 
-def test_jit_compile_trains_through_the_three_phases(tmp_path):
-    # Step 1: Phase I; step 2: + fake reconstruction (clones loaded); step 3: + real.
+def test_jit_compile_trains_every_path(tmp_path):
+    # Every path from step 0 (clones loaded at the start).
     cfg = config_lib.preset(
-        "tiny", run_dir=str(tmp_path), jit_compile=True, total_steps=3, phase1_steps=1,
-        fake_recon_start=1, real_recon_start=2, log_every=1, sample_every=100,
-        checkpoint_every=100, eval_every=100)
+        "tiny", run_dir=str(tmp_path), jit_compile=True, total_steps=3, phase1_steps=0,
+        fake_recon_start=0, real_recon_start=0, log_every=1, sample_every=100,
+        checkpoint_every=1, eval_every=100)
     out = io.StringIO()
     model = train_lib.train(cfg, stream=out)
     assert model.jit_compile is True
@@ -22,9 +23,8 @@ def test_jit_compile_trains_through_the_three_phases(tmp_path):
 
     records = [r for r in rundir.read_stats(tmp_path) if "gen/total" in r]
     assert [r["step"] for r in records] == [1, 2, 3]
-    assert [r["paths"] for r in records] == ["generation", "generation+fake",
-                                             "generation+fake+real"]
-    assert "fake/REC" in records[1] and "real/REC" in records[2]
+    assert [r["paths"] for r in records] == ["generation+fake+real"] * 3
+    assert all("fake/REC" in r and "real/REC" in r for r in records)
     for record in records:
         losses = {k: v for k, v in record.items() if "/" in k}
         assert len(losses) > 10 and all(np.isfinite(v) for v in losses.values()), record
@@ -33,8 +33,8 @@ def test_jit_compile_trains_through_the_three_phases(tmp_path):
     assert int(model.step.numpy()) == 3
     assert int(model.g_optimizer.iterations.numpy()) == 3
     assert int(model.d_optimizer.iterations.numpy()) == 3
-    assert int(model.d_optimizer_fake.iterations.numpy()) == 2
-    assert int(model.d_optimizer_real.iterations.numpy()) == 1
+    assert int(model.d_optimizer_fake.iterations.numpy()) == 3
+    assert int(model.d_optimizer_real.iterations.numpy()) == 3
     assert model.weights_are_finite()
     checkpoints = dict(rundir.list_checkpoints(tmp_path))
     assert sorted(checkpoints) == [1, 2, 3]

@@ -41,6 +41,13 @@ def training_dataset(config: Config, start_step: int = 0) -> tf.data.Dataset:
         num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
+def check_training_data(config: Config):
+    """The cheap checks of the training input (folders present, not empty), so that bad input
+    fails before a run directory or a model exists. The full checks run in training_dataset."""
+    if config.dataset == "folder":
+        folder.check_layout(config)
+
+
 def evaluation_batch(config: Config, size: int) -> dict[str, tf.Tensor]:
     """A fixed batch of held-out object images with the ground truth the dataset has.
 

@@ -59,7 +59,8 @@ def list_images(folder: Path) -> list[Path]:
     return found
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> RGB: 16-bit and float scaled to 8 bits, transparency on white."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         values = np.asarray(image, dtype=np.float32)
         top = 1.0 if image.mode == "F" and values.max() <= 1.0 else (
@@ -86,7 +87,7 @@ def load_rgb(path: Path, size: int) -> np.ndarray:
     """One image file -> uint8 [size, size, 3]: centred square, resized. Raises on bad files."""
     with Image.open(path) as image:
         image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale >= size (fast)
-        image = _to_rgb(ImageOps.exif_transpose(image))
+        image = to_rgb(ImageOps.exif_transpose(image))
         return np.asarray(image.resize((size, size), Image.Resampling.BICUBIC,
                                        box=_center_box(*image.size)))
 
@@ -166,6 +167,14 @@ def _stack(loaded, folder: Path) -> np.ndarray:
         raise ValueError(f"--data_dir: no readable images in {folder}/ (every file failed to "
                          "decode; see the warnings above)")
     return np.stack([value for _, value in loaded])
+
+
+def check_layout(config: Config):
+    """The training folders exist and hold images (cheap: no decoding); raises like
+    `training_dataset` would, before a run directory or a model is created."""
+    root = _root(config)
+    _image_folder(root, "images")
+    _image_folder(root, "backgrounds")
 
 
 @functools.lru_cache(maxsize=4)
