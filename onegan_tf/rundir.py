@@ -296,8 +296,8 @@ def restore_latest(model, run_dir: str | Path, log=print) -> tuple[int, Path] | 
         except Exception as error:  # a damaged file: undo, fall back to the one before
             for v, value in zip(variables, initial):
                 v.assign(value)
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(
-                error).__name__
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            reason = " ".join(lines[:2])[:300] or type(error).__name__
             problems.append(f"{path.name}: {reason}")
             log(f"warning: cannot restore checkpoint {path} ({reason}); trying an older one")
             continue
