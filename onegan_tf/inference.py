@@ -135,8 +135,8 @@ def cluster(autoencoder: AutoEncoder, images):
     e_p to e_c: child c belongs to parent floor(c N_P / N_C)), and parent_probs sums the child
     probabilities over each parent's children, so the two levels always agree. E_p's own parent
     head is returned as shape_parent_probs: trained only through e_p, it collapsed to one parent
-    for almost all real images during real reconstruction in the demo (see README), so it is
-    not used for the assignment."""
+    for almost all real images during real reconstruction in the demo (see docs/results.md), so
+    it is not used for the assignment."""
     images = check_images(images, autoencoder.config.image_size)
     return _clusters(autoencoder, autoencoder.encode(images))
 

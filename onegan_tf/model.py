@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from onegan_tf import losses
+from onegan_tf import losses, rundir
 from onegan_tf.autoencoder import AutoEncoder, ablate_betas, copy_weights, ema_update
 from onegan_tf.config import Config
 from onegan_tf.discriminators import (
@@ -182,8 +182,7 @@ class OneGAN(keras.Model):
             self.train_function = None
 
     def weights_are_finite(self) -> bool:
-        return bool(all(tf.reduce_all(tf.math.is_finite(w)) for w in self.weights
-                        if "float" in str(w.dtype)))
+        return rundir.all_finite(self.weights)
 
     def load_discriminator_clones(self):
         """Phase II start: each reconstruction path's D pair <- the generation-path D pair."""
