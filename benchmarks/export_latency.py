@@ -17,7 +17,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from onegan_tf import config as config_lib  # noqa: E402
-from onegan_tf import serving  # noqa: E402
+from onegan_tf.serving import (
+    client,
+    savedmodel,
+    tflite,
+)
 
 
 def images_per_second(fn, images, seconds):
@@ -29,7 +33,7 @@ def images_per_second(fn, images, seconds):
     return count / (time.perf_counter() - start)
 
 
-def evaluation_images(model: serving.ServedModel, count: int):
+def evaluation_images(model: client.ServedModel, count: int):
     size = model.image_size
     try:
         from onegan_tf import data
@@ -53,8 +57,7 @@ def main():
 
     path = args.model
     if path is None:
-        from onegan_tf import export
-        from onegan_tf.autoencoder import AutoEncoder
+        from onegan_tf.nets.autoencoder import AutoEncoder
 
         keras.utils.set_random_seed(0)
         autoencoder = AutoEncoder(config_lib.preset(args.preset))
@@ -62,11 +65,11 @@ def main():
         images = np.random.default_rng(0).uniform(
             -1, 1, (8, autoencoder.config.image_size, autoencoder.config.image_size, 3))
         started = time.perf_counter()
-        path = export.export_autoencoder(autoencoder, args.export_dir, tflite=args.tflite,
+        path = savedmodel.export_autoencoder(autoencoder, args.export_dir, tflite=args.tflite,
                                          representative=images.astype("float32"))
         print(f"exported {path} in {time.perf_counter() - started:.0f}s "
               f"({autoencoder.count_params():,} parameters)")
-    model = serving.ServedModel(path)
+    model = client.ServedModel(path)
     size = model.image_size
     saved = sum(f.stat().st_size for f in __import__("pathlib").Path(path).rglob("*")
                 if f.is_file() and "tflite" not in f.parts)
@@ -80,7 +83,7 @@ def main():
     reference = {name: model(name, images=examples) for name in ("segment", "cluster")}
     for tfl in sorted(__import__("pathlib").Path(path, "tflite").glob("*.tflite")):
         signature, mode = tfl.stem.rsplit("_", 1)
-        run = serving.tflite_runner(tfl, signature)
+        run = tflite.tflite_runner(tfl, signature)
         outputs = {k: np.concatenate([run(images=examples[i:i + 1])[k]
                                       for i in range(len(examples))]) for k in
                    reference[signature]}

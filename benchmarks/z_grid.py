@@ -34,9 +34,10 @@ def main():
 
     import tensorflow as tf
 
-    from onegan_tf import grids, train_lib
+    from onegan_tf.evaluation import grids
+    from onegan_tf.training import loop
 
-    model = train_lib.restore_for_inference(args.run_dir)
+    model = loop.restore_for_inference(args.run_dir)
     autoencoder = model.ema if args.weights == "ema" else model.autoencoder
     cfg = model.config
     child = tf.range(cfg.num_children, dtype=tf.int32)

@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 from absl import app, flags  # noqa: E402
 
 from onegan_tf import config as config_lib  # noqa: E402
+from onegan_tf.training import distribute
 
 PHASE_PATHS = {1: ("generation",), 2: ("generation", "fake"), 3: ("generation", "fake", "real")}
 
@@ -65,10 +66,10 @@ def graph_flops(concrete_function) -> float:
 def benchmark_phase(preset: str, config, phase: int, steps: int, warmup: int) -> dict:
     import tensorflow as tf
 
-    from onegan_tf import train_lib
+    from onegan_tf.training import loop
 
-    strategy = train_lib.make_strategy(config.strategy)
-    model = train_lib.build_model(config, strategy)
+    strategy = distribute.make_strategy(config.strategy)
+    model = loop.build_model(config, strategy)
     model.load_discriminator_clones()
     model.set_paths(PHASE_PATHS[phase])
     size, batch = config.image_size, config.batch_size
@@ -170,7 +171,7 @@ def main(argv):
     report = {"matmul_peak_gflops_per_second": peak / 1e9, "results": results}
     print(json.dumps(report, indent=2))
     if FLAGS.json_out:
-        from onegan_tf.rundir import atomic_write
+        from onegan_tf.fileio import atomic_write
         atomic_write(FLAGS.json_out, json.dumps(report, indent=2) + "\n")
     return 0
 

@@ -12,7 +12,7 @@ import dataclasses
 from absl import flags
 
 from onegan_tf import config as config_lib
-from onegan_tf.rundir import default_run_dir
+from onegan_tf.training.rundir import default_run_dir
 
 FLAGS = flags.FLAGS
 

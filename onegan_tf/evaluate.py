@@ -52,7 +52,9 @@ def evaluate_run(run_dir, *, examples: int = 2048, generated: int | None = None,
                  evaluator_weights: str | None = None, evaluator_cache: str | None = None,
                  data_dir: str | None = None, seed: int = 0, log=print) -> dict:
     """Evaluates the newest checkpoint of `run_dir`; writes metrics.json and metrics.md."""
-    from onegan_tf import data, evaluation, evaluator, grids, rundir, train_lib
+    from onegan_tf import data, fileio
+    from onegan_tf.evaluation import grids, networks, report
+    from onegan_tf.training import loop, rundir
 
     config = rundir.load_config(run_dir)
     if data_dir:
@@ -61,7 +63,7 @@ def evaluate_run(run_dir, *, examples: int = 2048, generated: int | None = None,
         raise ValueError(f"--examples={examples}: need at least 16 held-out images")
     started = time.time()
     batch = {k: v.numpy() for k, v in data.evaluation_batch(config, examples).items()}
-    model = train_lib.build_model(config)
+    model = loop.build_model(config)
     restored = rundir.restore_latest(model, run_dir, log=log)
     if restored is None:
         raise FileNotFoundError(f"--run_dir={run_dir}: no checkpoint to evaluate")
@@ -78,33 +80,33 @@ def evaluate_run(run_dir, *, examples: int = 2048, generated: int | None = None,
         skipped.append("object removal: only the synthetic data has true clean backgrounds")
     judge, shape_judge = None, None
     if evaluator_weights:
-        judge = evaluator.load_evaluator(evaluator_weights)
+        judge = networks.load_evaluator(evaluator_weights)
     elif config.dataset == "shapes":
-        judge = evaluator.shapes_evaluator(config.image_size, evaluator_cache, log=log)
+        judge = networks.shapes_evaluator(config.image_size, evaluator_cache, log=log)
     else:
         skipped.append("FID / IS / CFID / CIS / diversity: give --evaluator_weights (see "
                        "python -m onegan_tf.evaluator)")
     if config.dataset == "shapes":
-        shape_judge = evaluator.shape_classifier(config.image_size, evaluator.SHAPE_FAMILIES,
+        shape_judge = networks.shape_classifier(config.image_size, networks.SHAPE_FAMILIES,
                                                  evaluator_cache, log=log)
     else:
         skipped.append("shape accuracy of generated masks: only the synthetic data has "
                        "known shape families")
 
-    results = evaluation.evaluate(model.ema, batch, judge, generated, seed, shape_judge)
+    results = report.evaluate(model.ema, batch, judge, generated, seed, shape_judge)
     figure_dir = os.path.join(run_dir, "figures")
     try:
         os.makedirs(figure_dir, exist_ok=True)
     except OSError as error:
-        raise rundir.fs_error("create", figure_dir, error) from None
-    for name, grid in train_lib.figures(model, config, batch).items():
+        raise fileio.fs_error("create", figure_dir, error) from None
+    for name, grid in loop.figures(model, config, batch).items():
         grids.save_png(os.path.join(figure_dir, f"{name}.png"), grid)
     results.update(step=int(step), checkpoint=checkpoint.name, run_dir=str(run_dir),
                    dataset=config.dataset, skipped=skipped, seconds=round(time.time() - started, 1))
-    table = evaluation.markdown_table(results, f"Evaluation of {run_dir}")
-    rundir.atomic_write(os.path.join(run_dir, "metrics.json"),
+    table = report.markdown_table(results, f"Evaluation of {run_dir}")
+    fileio.atomic_write(os.path.join(run_dir, "metrics.json"),
                         json.dumps(results, indent=2, sort_keys=True) + "\n")
-    rundir.atomic_write(os.path.join(run_dir, "metrics.md"), table)
+    fileio.atomic_write(os.path.join(run_dir, "metrics.md"), table)
     log(table)
     return results
 

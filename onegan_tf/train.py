@@ -13,7 +13,9 @@ from absl import app, flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 
-from onegan_tf import cli  # noqa: E402
+from onegan_tf import (
+    cli,  # noqa: E402
+    )
 
 flags.DEFINE_boolean("dry_run", False, "print the resolved config and exit")
 flags.DEFINE_boolean("restart_unreadable", False,
@@ -34,10 +36,14 @@ def main(argv):
     if FLAGS.dry_run:
         print(config.to_json())
         return 0
-    from onegan_tf import callbacks, rundir, train_lib  # TensorFlow only when training
+    from onegan_tf.training import (
+        callbacks,  # TensorFlow only when training
+        loop,
+        rundir,
+    )
 
     try:
-        train_lib.train(config, restart_unreadable=FLAGS.restart_unreadable)
+        loop.train(config, restart_unreadable=FLAGS.restart_unreadable)
     except (ValueError, FileNotFoundError, NotImplementedError,
             rundir.CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -45,7 +51,7 @@ def main(argv):
     except callbacks.NonFiniteLossError as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
-    except OSError as error:  # file-system faults: rundir.RunDirError names path and operation
+    except OSError as error:  # file-system faults: fileio.FileSystemError names path and operation
         print(f"error: {error}", file=sys.stderr)
         return 4
     return 0

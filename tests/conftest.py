@@ -35,10 +35,10 @@ def tiny_config():
 @pytest.fixture(scope="session")
 def tiny_model(tiny_config):
     """A built and compiled (never trained) OneGAN. Read-only: do not fit or assign to it."""
-    from onegan_tf import train_lib
+    from onegan_tf.training import loop
 
     keras.utils.set_random_seed(0)
-    return train_lib.build_model(tiny_config)
+    return loop.build_model(tiny_config)
 
 
 @pytest.fixture(scope="session")

@@ -161,10 +161,10 @@ def test_evaluation_without_eval_folder_gives_images_only(tmp_path):
 
 
 def test_short_training_run_on_a_folder(dataset_dir, tmp_path):
-    from onegan_tf import train_lib
+    from onegan_tf.training import loop
 
     cfg = _config(dataset_dir, run_dir=str(tmp_path / "run"), total_steps=3)
     with open(tmp_path / "log.txt", "w") as log:
-        model = train_lib.train(cfg, stream=log)
+        model = loop.train(cfg, stream=log)
     assert int(model.step.numpy()) == 3
     assert "done: 3 steps" in (tmp_path / "log.txt").read_text()

@@ -1,4 +1,4 @@
-"""The evaluation command and the evaluator networks (onegan_tf/evaluate.py, evaluator.py)."""
+"""The evaluation command and the evaluator networks (onegan_tf/evaluate.py, networks.py)."""
 
 import json
 import subprocess
@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from onegan_tf import config as config_lib
-from onegan_tf import data, evaluation, evaluator, metrics, train_lib
+from onegan_tf import data
 from onegan_tf.evaluate import evaluate_run
+from onegan_tf.evaluation import metrics, networks, report
+from onegan_tf.training import loop
 
 EVALUATOR_STEPS = 400  # enough for the small CNN to pass its 0.9 accuracy gate at 32 px
 SHAPE_CLASSIFIER_STEPS = 500  # ~0.99 held-out accuracy at 32 px (0.985 after 300 steps)
@@ -20,7 +22,7 @@ SHAPE_CLASSIFIER_STEPS = 500  # ~0.99 held-out accuracy at 32 px (0.985 after 30
 def evaluator_cache(tmp_path_factory):
     cache = tmp_path_factory.mktemp("evaluator_cache")
     logs = []
-    judge = evaluator.shapes_evaluator(32, cache, steps=EVALUATOR_STEPS, log=logs.append)
+    judge = networks.shapes_evaluator(32, cache, steps=EVALUATOR_STEPS, log=logs.append)
     return cache, judge, logs
 
 
@@ -30,7 +32,7 @@ def shape_classifier(evaluator_cache):
     evaluation runs below load it)."""
     cache, _, _ = evaluator_cache
     logs = []
-    classifier = evaluator.shape_classifier(32, cache_dir=cache, steps=SHAPE_CLASSIFIER_STEPS,
+    classifier = networks.shape_classifier(32, cache_dir=cache, steps=SHAPE_CLASSIFIER_STEPS,
                                             log=logs.append)
     return classifier, logs
 
@@ -41,7 +43,7 @@ def shapes_run(tmp_path_factory):
     cfg = config_lib.preset("tiny", run_dir=str(run_dir), total_steps=4, phase1_steps=100,
                             fake_recon_start=100, real_recon_start=100)
     with open(run_dir / "train.log", "w") as log:
-        train_lib.train(cfg, stream=log)
+        loop.train(cfg, stream=log)
     return run_dir
 
 
@@ -53,12 +55,12 @@ def test_shapes_evaluator_is_accurate_and_cached(evaluator_cache):
     assert len(cached) == 1 and not list(cache.glob(".*tmp*"))
     # The second call loads the cache (no training) and gives the same outputs.
     logs2 = []
-    again = evaluator.shapes_evaluator(32, cache, steps=EVALUATOR_STEPS, log=logs2.append)
+    again = networks.shapes_evaluator(32, cache, steps=EVALUATOR_STEPS, log=logs2.append)
     assert logs2 == []
     images = np.random.default_rng(0).uniform(-1, 1, (5, 32, 32, 3)).astype(np.float32)
     f1, p1 = judge(images)
     f2, p2 = again(images)
-    assert f1.shape == (5, 128) and p1.shape == (5, evaluator.SHAPES_CLASSES)
+    assert f1.shape == (5, 128) and p1.shape == (5, networks.SHAPES_CLASSES)
     np.testing.assert_allclose(p1, p2, atol=1e-5)
     np.testing.assert_allclose(p1.sum(1), 1.0, atol=1e-5)
     # Inputs of another size are resized, not refused.
@@ -74,7 +76,7 @@ def test_damaged_cache_is_retrained_and_a_weak_evaluator_refused(evaluator_cache
     logs = []
     # Retraining starts; 3 steps cannot reach the accuracy gate, so nothing is cached.
     with pytest.raises(RuntimeError, match="held-out accuracy"):
-        evaluator.shapes_evaluator(32, tmp_path, steps=3, log=logs.append)
+        networks.shapes_evaluator(32, tmp_path, steps=3, log=logs.append)
     assert "cannot read cached evaluator" in logs[0] and "training" in logs[1]
     assert damaged.read_bytes() == b"broken" and not list(tmp_path.glob(".*tmp*"))
 
@@ -83,11 +85,11 @@ def test_shape_classifier_is_accurate_cached_and_judges_masks(shape_classifier,
                                                                evaluator_cache):
     classifier, logs = shape_classifier
     cache, _, _ = evaluator_cache
-    assert classifier.info["accuracy"] >= evaluator.SHAPE_CLASSIFIER_MIN_ACCURACY == 0.97
+    assert classifier.info["accuracy"] >= networks.SHAPE_CLASSIFIER_MIN_ACCURACY == 0.97
     assert any("training the shape classifier" in line for line in logs)
     assert len(list(cache.glob("shapes-mask-classifier-*-32px-4families-*.weights.h5"))) == 1
     logs2 = []
-    again = evaluator.shape_classifier(32, cache_dir=cache, steps=1, log=logs2.append)
+    again = networks.shape_classifier(32, cache_dir=cache, steps=1, log=logs2.append)
     assert logs2 == []  # loaded, not trained
     # True held-out masks (the evaluation images): their families, up to the gate.
     truth = data.evaluation_batch(config_lib.preset("tiny"), 256)
@@ -117,7 +119,7 @@ def test_damaged_shape_classifier_cache_is_retrained(shape_classifier, evaluator
     damaged.write_bytes(b"broken")
     logs = []
     with pytest.raises(RuntimeError, match="held-out accuracy"):
-        evaluator.shape_classifier(32, cache_dir=tmp_path, steps=2, log=logs.append)
+        networks.shape_classifier(32, cache_dir=tmp_path, steps=2, log=logs.append)
     assert "cannot read cached shape classifier" in logs[0] and "training" in logs[1]
     assert damaged.read_bytes() == b"broken"
 
@@ -147,9 +149,14 @@ def test_evaluate_run_writes_every_section(shapes_run, evaluator_cache, shape_cl
     for section in (head, tree, on_disk["clustering_child"]):
         assert 0 <= section["acc"] <= 1 and 0 <= section["nmi"] <= 1
     gen = on_disk["generation"]
-    assert gen["fid"] > 0 and gen["is"] >= 1 and gen["cis"] >= 1 and gen["cfid"] > 0
+    assert gen["fid"] > 0 and gen["is"] >= 1 and gen["cis"] >= 1
     assert gen["is"] == pytest.approx(gen["cis"] * gen["wcis"], rel=1e-6)
-    assert 2 <= gen["cfid_classes"] <= 12  # the bound itself: test_metrics
+    # After 4 steps the evaluator may put every generated image in one class; CFID then needs
+    # two matched classes and is skipped with the reason (its values: test_metrics).
+    if "cfid_skipped" in gen:
+        assert "needs >= 2 classes" in gen["cfid_skipped"] and "cfid" not in gen
+    else:
+        assert gen["cfid"] > 0 and 2 <= gen["cfid_classes"] <= 12
     assert gen["diversity"] == pytest.approx(gen["diversity_generated"]
                                              / gen["diversity_real"])
     assert gen["diversity"] >= 0 and gen["diversity_real"] > 0
@@ -184,12 +191,12 @@ def test_evaluate_matches_known_answers_on_ground_truth():
     """A fake 'model' output equal to the ground truth scores perfectly: feed the truth in."""
     truth = np.zeros((4, 8, 8, 1), np.float32)
     truth[:, 2:6, 2:6] = 1
-    seg = evaluation._segmentation(truth, truth)
+    seg = report._segmentation(truth, truth)
     assert seg["iou"] == 1.0 and seg["dice"] == 1.0
     assert seg["baselines"]["all_foreground"]["iou"] == pytest.approx(16 / 64)
     images = np.random.default_rng(1).uniform(-1, 1, (4, 8, 8, 3)).astype(np.float32)
     clean = images.copy()
-    removal = evaluation._object_removal(clean, images, clean, truth)
+    removal = report._object_removal(clean, images, clean, truth)
     assert removal["l1"] == 0.0 and removal["baselines"]["object_left_in"]["l1"] == 0.0
 
 
@@ -206,11 +213,11 @@ def test_shape_accuracy_section_with_a_hand_made_classifier():
     masks = np.zeros((12, 8, 8, 1), np.float32)
     masks[children >= 3] = 1.0  # parent 1 all foreground (family 3), parent 0 empty (0)
     real = {"mask": masks[:4], "parent": np.array([0, 0, 3, 3])}
-    out, ref = evaluation._shape_accuracy(_AreaClassifier(), {"mask": masks, "child": children},
+    out, ref = report._shape_accuracy(_AreaClassifier(), {"mask": masks, "child": children},
                                           real, config)
     assert out == {"shape_accuracy": 1.0, "shape_families_seen": 2}
     assert ref == {"shape_accuracy": 0.75}  # the third real mask is empty: family 0, not 3
-    out, _ = evaluation._shape_accuracy(_AreaClassifier(), {"mask": np.ones_like(masks),
+    out, _ = report._shape_accuracy(_AreaClassifier(), {"mask": np.ones_like(masks),
                                                             "child": children}, {}, config)
     assert out == {"shape_accuracy": 0.5, "shape_families_seen": 1}  # one family: 1 / N_P
 
@@ -219,29 +226,29 @@ def test_diversity_section_says_how_real_images_were_grouped():
     rng = np.random.default_rng(7)
     gen, real = rng.normal(size=(24, 4)), rng.normal(size=(30, 4))
     codes = np.arange(24) % 6
-    labelled = evaluation._diversity(gen, codes, real, np.arange(30) % 3)
+    labelled = report._diversity(gen, codes, real, np.arange(30) % 3)
     assert labelled["diversity_real_grouping"] == "true child class (3 classes)"
-    unlabelled = evaluation._diversity(gen, codes, real, None)
+    unlabelled = report._diversity(gen, codes, real, None)
     assert unlabelled["diversity_real_grouping"] == (
         "all real images as one group (no class labels)")
     assert unlabelled["diversity"] == pytest.approx(1.0, abs=0.3)  # same distribution
-    assert evaluation._diversity(gen, codes, real[:1], None) == {
+    assert report._diversity(gen, codes, real[:1], None) == {
         "diversity_skipped": "no group has 2 or more members"}
 
 
 def test_quick_metrics_keys(tiny_model, tiny_config):
     examples = {k: v.numpy() for k, v in data.evaluation_batch(tiny_config, 24).items()}
-    results = evaluation.quick_metrics(tiny_model.ema, examples, generated=24)
+    results = report.quick_metrics(tiny_model.ema, examples, generated=24)
     expected = {"eval/iou", "eval/dice", "eval/gen_mask_area", "eval/gen_mask_area_real"} | {
         f"eval/{name}_{metric}" for name in ("parent", "parent_tree", "child")
         for metric in ("acc", "nmi")}
     assert set(results) == expected
     assert all(0 <= v <= 1 for v in results.values())
-    masks = evaluation.generate_in_batches(tiny_model.ema, 24, evaluation.QUICK_SEED)["mask"]
+    masks = report.generate_in_batches(tiny_model.ema, 24, report.QUICK_SEED)["mask"]
     assert results["eval/gen_mask_area"] == pytest.approx(masks.mean(), rel=1e-5)
     assert results["eval/gen_mask_area_real"] == pytest.approx(examples["mask"].mean())
     # The parent from E_p's head, and from the tree of E_c's child.
-    out = evaluation.infer_in_batches(tiny_model.ema, examples["image"])
+    out = report.infer_in_batches(tiny_model.ema, examples["image"])
     assert results["eval/parent_acc"] == metrics.clustering_accuracy(examples["parent"],
                                                                      out["shape_parent"])
     assert results["eval/parent_tree_acc"] == metrics.clustering_accuracy(examples["parent"],
@@ -265,9 +272,9 @@ def test_cli_evaluates_and_reports_errors(shapes_run, evaluator_cache, subproces
 
 
 def test_inception_evaluators_from_local_files(tmp_path):
-    model = evaluator.inception_classifier(3, image_size=75)
+    model = networks.inception_classifier(3, image_size=75)
     model.save(str(tmp_path / "fine.keras"))
-    judge = evaluator.load_evaluator(tmp_path / "fine.keras")
+    judge = networks.load_evaluator(tmp_path / "fine.keras")
     images = np.random.default_rng(2).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
     features, probs = judge(images)  # resized to 75 px inside
     assert features.shape == (2, 2048) and probs.shape == (2, 3)
@@ -278,11 +285,11 @@ def test_inception_evaluators_from_local_files(tmp_path):
                                            input_shape=(75, 75, 3))
     notop.save_weights(str(tmp_path / "notop.weights.h5"))
     with pytest.raises(ValueError, match="fine-tune them first"):
-        evaluator.load_evaluator(tmp_path / "notop.weights.h5")
+        networks.load_evaluator(tmp_path / "notop.weights.h5")
     with pytest.raises(FileNotFoundError, match="--evaluator_weights"):
-        evaluator.load_evaluator(tmp_path / "absent.keras")
+        networks.load_evaluator(tmp_path / "absent.keras")
     with pytest.raises(ValueError, match="at least 75 px"):
-        evaluator.inception_classifier(3, image_size=32)
+        networks.inception_classifier(3, image_size=32)
 
 
 def _write_labelled_folder(root):
@@ -314,13 +321,13 @@ def test_finetune_and_evaluate_on_a_folder(tmp_path):
                             run_dir=str(tmp_path / "run"), total_steps=2, phase1_steps=100,
                             fake_recon_start=100, real_recon_start=100)
     with open(tmp_path / "train.log", "w") as log:
-        train_lib.train(cfg, stream=log)
+        loop.train(cfg, stream=log)
     logs = []
-    path = evaluator.finetune(cfg, None, tmp_path / "folder_inception.keras", steps=2,
+    path = networks.finetune(cfg, None, tmp_path / "folder_inception.keras", steps=2,
                               batch_size=4, image_size=75, log=logs.append)
     assert path.exists() and "2 classes" in logs[0]
     with pytest.raises(ValueError, match=r"\.keras"):
-        evaluator.finetune(cfg, None, tmp_path / "x.h5", steps=1)
+        networks.finetune(cfg, None, tmp_path / "x.h5", steps=1)
 
     # Without an evaluator, its generation metrics are skipped with a message naming the flag;
     # the generated masks' area is still compared with the true objects'.

@@ -8,13 +8,21 @@ import sys
 import threading
 from pathlib import Path
 
+import grpc_server
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from onegan_tf import data, export, inference, serving
-from onegan_tf.autoencoder import AutoEncoder
+from onegan_tf import data, serving
+from onegan_tf.nets.autoencoder import AutoEncoder
+from onegan_tf.serving import (
+    client,
+    inference,
+    savedmodel,
+    signatures,
+    tflite,
+)
 
 TOL = 1e-5
 
@@ -31,8 +39,8 @@ def autoencoder(tiny_config):
 def exported(autoencoder, tmp_path_factory, tiny_config):
     """Version 1 of <tmp>/tiny (untrained) with the cluster TFLite files."""
     base = tmp_path_factory.mktemp("export") / "tiny"
-    representative = export.representative_images(tiny_config, 16)
-    path = export.export_autoencoder(autoencoder, base, tflite=True,
+    representative = tflite.representative_images(tiny_config, 16)
+    path = savedmodel.export_autoencoder(autoencoder, base, tflite=True,
                                      representative=representative,
                                      tflite_signatures=("cluster",))
     return path
@@ -40,7 +48,7 @@ def exported(autoencoder, tmp_path_factory, tiny_config):
 
 @pytest.fixture(scope="module")
 def served(exported):
-    return serving.ServedModel(exported)
+    return client.ServedModel(exported)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +66,7 @@ def test_version_layout_and_next_version(exported, autoencoder, tmp_path):
     assert (exported / "assets.extra" / "export.json").exists()
     (tmp_path / "m" / "7").mkdir(parents=True)
     (tmp_path / "m" / "notes").mkdir()
-    assert export.next_version(tmp_path / "m") == 8
+    assert savedmodel.next_version(tmp_path / "m") == 8
 
 
 def test_interrupted_export_leaves_no_version(autoencoder, tmp_path, monkeypatch):
@@ -67,7 +75,7 @@ def test_interrupted_export_leaves_no_version(autoencoder, tmp_path, monkeypatch
 
     monkeypatch.setattr(serving, "build_archive", broken)
     with pytest.raises(RuntimeError):
-        export.export_autoencoder(autoencoder, tmp_path / "m")
+        savedmodel.export_autoencoder(autoencoder, tmp_path / "m")
     assert list((tmp_path / "m").iterdir()) == [] and len(list(tmp_path.iterdir())) == 1
 
 
@@ -82,7 +90,7 @@ def test_every_signature_matches_the_in_memory_model(served, autoencoder, images
         "reconstruct": inference.reconstruct(ae, x),
         "remove_object": {"background": inference.remove_object(ae, x)},
         "translate": {"image": inference.translate(ae, x, child)},
-        "generate": inference.generate(ae, child, serving.seeded_z(seed, ae.config.z_dim)),
+        "generate": inference.generate(ae, child, signatures.seeded_z(seed, ae.config.z_dim)),
         "generate_from_z": inference.generate(ae, child, z),
     }
     inputs = {"translate": {"images": x, "child_id": child},
@@ -95,7 +103,7 @@ def test_every_signature_matches_the_in_memory_model(served, autoencoder, images
         for key in want:
             diff = np.max(np.abs(got[key] - np.asarray(want[key])))
             assert diff <= TOL, (name, key, diff)
-        if name in serving.IMAGE_SIGNATURES:  # PNG round trip at the model size: 8-bit steps
+        if name in signatures.IMAGE_SIGNATURES:  # PNG round trip at the model size: 8-bit steps
             extra = {"child_id": child} if name == "translate" else {}
             got = served(f"{name}_bytes", image_bytes=encoded, **extra)
             for key in want:
@@ -118,7 +126,7 @@ def test_saved_model_cli_lists_every_signature(exported):
     shown = subprocess.run([str(cli), "show", "--dir", str(exported), "--all"],
                            capture_output=True, text=True, timeout=120, check=True).stdout
     listed = set(re.findall(r"signature_def\['(\w+)'\]", shown))
-    assert listed == set(serving.SIGNATURES) | {"serving_default", "__saved_model_init_op"}
+    assert listed == set(signatures.SIGNATURES) | {"serving_default", "__saved_model_init_op"}
 
 
 def test_wrong_inputs_are_rejected_clearly(served, images):
@@ -203,7 +211,7 @@ def test_python_api_rejects_bad_inputs_naming_the_argument(call, message, autoen
 
 
 def test_tflite_runner_checks_its_inputs(exported, autoencoder, images, tmp_path):
-    run = serving.tflite_runner(exported / "tflite" / "cluster_fp32.tflite", "cluster")
+    run = tflite.tflite_runner(exported / "tflite" / "cluster_fp32.tflite", "cluster")
     for inputs, message in (
             ({"images": eight_bit(images[:1]).astype(np.uint8)}, "got uint8 values"),
             ({"images": eight_bit(images[:1]).astype(np.float32)}, FLOAT_RANGE),
@@ -214,12 +222,12 @@ def test_tflite_runner_checks_its_inputs(exported, autoencoder, images, tmp_path
             run(**inputs)
     # child ids: `generate_from_z` (the cheapest signature with child ids), converted here as
     # an export would, into <version>/tflite/
-    serving.save_tflite_source(autoencoder, tmp_path / "source", ("generate_from_z",))
+    tflite.save_tflite_source(autoencoder, tmp_path / "source", ("generate_from_z",))
     (tmp_path / "1" / "tflite").mkdir(parents=True)
     path = tmp_path / "1" / "tflite" / "generate_from_z_fp32.tflite"
-    path.write_bytes(export.convert_tflite(tmp_path / "source", "generate_from_z", "fp32"))
+    path.write_bytes(tflite.convert_tflite(tmp_path / "source", "generate_from_z", "fp32"))
     shutil.copytree(exported / "assets.extra", tmp_path / "1" / "assets.extra")
-    run = serving.tflite_runner(path, "generate_from_z")  # num_children from export.json
+    run = tflite.tflite_runner(path, "generate_from_z")  # num_children from export.json
     z = np.zeros([1, 8], np.float32)
     assert run(child_id=np.array([11], np.int32), z=z)["image"].shape == (1, 32, 32, 3)
     for child_id, message in (([12], CHILD_RANGE + ", got 12"), ([-1], CHILD_RANGE + ", got -1"),
@@ -245,7 +253,7 @@ def test_readme_grpc_client_against_a_local_prediction_service(exported, served,
     client_code = re.search(r"```python\n(import grpc.*?)```", readme, re.S).group(1)
     namespace = {}
     exec(client_code, namespace)  # the README's client, as users copy it
-    server, port = serving.start_grpc_server(exported, "tiny")
+    server, port = grpc_server.start_grpc_server(exported, "tiny")
     try:
         target = f"127.0.0.1:{port}"
         masks = namespace["predict_grpc"](target, "tiny", "segment", {"images": images[:3]})
@@ -265,7 +273,7 @@ def test_readme_grpc_client_against_a_local_prediction_service(exported, served,
 def test_tflite_cluster_matches_saved_model(exported, served, images):
     reference = served("cluster", images=images)
     for mode, tolerance in (("fp32", 1e-4), ("fp16", 1e-2), ("int8", None)):
-        run = serving.tflite_runner(exported / "tflite" / f"cluster_{mode}.tflite", "cluster")
+        run = tflite.tflite_runner(exported / "tflite" / f"cluster_{mode}.tflite", "cluster")
         got = {k: np.concatenate([run(images=images[i:i + 1])[k] for i in range(len(images))])
                for k in ("child", "child_probs", "parent_probs")}
         if tolerance is not None:

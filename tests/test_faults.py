@@ -18,7 +18,12 @@ import numpy as np
 import pytest
 
 from onegan_tf import config as config_lib
-from onegan_tf import rundir, train_lib
+from onegan_tf import fileio
+from onegan_tf.serving import (
+    client,
+    savedmodel,
+)
+from onegan_tf.training import loop, rundir
 
 KILL_TRIALS = 10
 STEPS = 8  # inside Phase I of the tiny preset (phase1_steps=10)
@@ -116,15 +121,14 @@ def test_full_disk_during_training_is_one_error_line(killed_run, tmp_path, subpr
 
 
 def test_full_disk_during_export_leaves_nothing(tmp_path, tiny_model):
-    from onegan_tf import export
 
     base = tmp_path / "export" / "m"
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, hard))
     try:
-        with pytest.raises(rundir.RunDirError, match=r"cannot write the export .*m"):
-            export.export_autoencoder(tiny_model.ema, base, log=lambda *_: None)
+        with pytest.raises(fileio.FileSystemError, match=r"cannot write the export .*m"):
+            savedmodel.export_autoencoder(tiny_model.ema, base, log=lambda *_: None)
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, previous)
@@ -138,7 +142,7 @@ def two_checkpoints(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("faults")
     config = config_lib.preset("tiny", run_dir=str(run_dir), total_steps=4, checkpoint_every=2,
                                sample_every=100, eval_every=100)
-    model = train_lib.train(config, stream=io.StringIO())
+    model = loop.train(config, stream=io.StringIO())
     return run_dir, config, model
 
 
@@ -159,18 +163,19 @@ def test_checkpoint_with_a_nan_inside_valid_hdf5_falls_back(two_checkpoints, tmp
         data.flat[0] = np.nan
         f[names[0]][...] = data
     messages = []
-    model, step, path = train_lib.restore_checkpoint(run_dir, log=messages.append)
+    model, step, path = loop.restore_checkpoint(run_dir, log=messages.append)
     assert (step, path.name) == (2, "ckpt-00000002.weights.h5")
     assert any("non-finite" in m and newest.name in m for m in messages), messages
     assert rundir.all_finite(rundir.state_variables(model))
 
     # Export falls back the same way, records that checkpoint and serves its EMA weights.
-    from onegan_tf import data, export, inference, serving
-    exported = export.export_run(run_dir, tmp_path / "export", log=messages.append)
+    from onegan_tf import data
+    from onegan_tf.serving import inference
+    exported = savedmodel.export_run(run_dir, tmp_path / "export", log=messages.append)
     info = (exported / "assets.extra" / "export.json").read_text()
     assert '"checkpoint": "ckpt-00000002.weights.h5"' in info and '"step": 2' in info
     x = data.evaluation_batch(config, 2)["image"].numpy()
-    np.testing.assert_allclose(serving.ServedModel(exported)("segment", images=x)["mask"],
+    np.testing.assert_allclose(client.ServedModel(exported)("segment", images=x)["mask"],
                                inference.segment(model.ema, x), atol=1e-5)
 
 
@@ -182,7 +187,7 @@ def test_failed_restore_changes_nothing_and_never_overwrites(two_checkpoints, tm
     (run_dir / "config.json").unlink()  # the guard against changed flags is gone
     files = {p: p.read_bytes() for _, p in rundir.list_checkpoints(run_dir)}
     other = config.replace(run_dir=str(run_dir), gf_dim=6, total_steps=6)
-    model = train_lib.build_model(other)
+    model = loop.build_model(other)
     initial = [v.numpy() for v in rundir.state_variables(model)]
     with pytest.raises(rundir.CheckpointError, match="ckpt-00000004.*ckpt-00000002"):
         rundir.restore_latest(model, run_dir, log=lambda *_: None)
@@ -191,12 +196,12 @@ def test_failed_restore_changes_nothing_and_never_overwrites(two_checkpoints, tm
     assert int(model.step) == 0
 
     with pytest.raises(rundir.CheckpointError):
-        train_lib.train(other, stream=io.StringIO())
+        loop.train(other, stream=io.StringIO())
     assert {p: p.read_bytes() for _, p in rundir.list_checkpoints(run_dir)} == files
     assert not (run_dir / "config.json").exists()
 
     out = io.StringIO()
-    trained = train_lib.train(other.replace(total_steps=1), stream=out,
+    trained = loop.train(other.replace(total_steps=1), stream=out,
                               restart_unreadable=True)
     assert int(trained.step) == 1
     damaged = run_dir / "checkpoints" / rundir.DAMAGED_DIR
@@ -227,7 +232,7 @@ def test_stale_temporaries_are_removed_live_ones_kept(tmp_path):
     for path in stale + [live]:
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(b"partial")
-    removed = rundir.remove_stale_temporaries(tmp_path, log=lambda *_: None)
+    removed = fileio.remove_stale_temporaries(tmp_path, log=lambda *_: None)
     assert sorted(removed) == sorted(stale)
     assert live.exists() and not any(p.exists() for p in stale)
 
@@ -235,7 +240,7 @@ def test_stale_temporaries_are_removed_live_ones_kept(tmp_path):
 def test_files_respect_the_umask(tmp_path, tiny_model):
     previous = os.umask(0o027)
     try:
-        rundir.atomic_write(tmp_path / "config.json", "{}\n")
+        fileio.atomic_write(tmp_path / "config.json", "{}\n")
         path = rundir.save_checkpoint(tiny_model, tmp_path, 1, keep=1)
     finally:
         os.umask(previous)
@@ -263,5 +268,5 @@ def test_missing_backgrounds_fail_before_the_run_dir_exists(tmp_path):
     config = config_lib.preset("tiny", dataset="folder", data_dir=str(tmp_path / "data"),
                                run_dir=str(run_dir))
     with pytest.raises(FileNotFoundError, match="backgrounds"):
-        train_lib.train(config, stream=io.StringIO())
+        loop.train(config, stream=io.StringIO())
     assert not run_dir.exists()

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from onegan_tf import config as config_lib
-from onegan_tf import layers
+from onegan_tf.nets import layers
 
 RNG = np.random.default_rng(0)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from onegan_tf import losses
+from onegan_tf.training import losses
 
 RNG = np.random.default_rng(3)
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from onegan_tf import metrics
+from onegan_tf.evaluation import metrics
 
 
 def _masks(*rows):

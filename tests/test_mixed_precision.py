@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from onegan_tf import config as config_lib
-from onegan_tf import data, train_lib
+from onegan_tf import data
+from onegan_tf.training import loop
 
 
 def test_bfloat16_policy_builds_with_float32_variables_and_outputs():
-    model = train_lib.build_model(config_lib.preset("tiny", mixed_precision="mixed_bfloat16"))
+    model = loop.build_model(config_lib.preset("tiny", mixed_precision="mixed_bfloat16"))
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
     conv = model.autoencoder.appearance_generator.joint.conv
     assert conv.compute_dtype == "bfloat16" and conv.kernel.dtype == "float32"
@@ -21,7 +22,7 @@ def test_bfloat16_policy_builds_with_float32_variables_and_outputs():
 
 def test_float16_training_is_finite_with_a_loss_scale_per_optimizer():
     cfg = config_lib.preset("tiny", mixed_precision="mixed_float16")
-    model = train_lib.build_model(cfg)
+    model = loop.build_model(cfg)
     optimizers = [model.g_optimizer, *model.d_optimizers().values()]
     assert all(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in optimizers)
     assert len({id(o) for o in optimizers}) == 4

@@ -9,8 +9,9 @@ import pytest
 import tensorflow as tf
 
 from onegan_tf import config as config_lib
-from onegan_tf import data, train_lib
-from onegan_tf.model import OneGAN, active_paths, phase_two_start
+from onegan_tf import data
+from onegan_tf.training import loop
+from onegan_tf.training.trainer import OneGAN, active_paths, phase_two_start
 
 BATCH = 4
 
@@ -119,7 +120,7 @@ def test_variable_sets_are_disjoint(tiny_model):
 @pytest.fixture(scope="module")
 def eager_model(cfg):
     keras.utils.set_random_seed(1)
-    return train_lib.build_model(cfg)
+    return loop.build_model(cfg)
 
 
 def _fake_batch(model, cfg, seed):
@@ -225,7 +226,7 @@ def _eq13(terms):
 
 @pytest.mark.parametrize("deviation", [False, True])
 def test_eq13_distances_reach_the_encoders_not_the_generators(cfg, deviation):
-    model = train_lib.build_model(cfg.replace(eq13_to_generator=deviation))
+    model = loop.build_model(cfg.replace(eq13_to_generator=deviation))
     child, z, _, _ = _fake_batch(model, cfg, 8)
     generators = [v for net in _generator_networks(model) for v in net.trainable_variables]
     ae = model.autoencoder
@@ -250,7 +251,7 @@ def test_eq13_distances_reach_the_encoders_not_the_generators(cfg, deviation):
 
 @pytest.mark.parametrize("deviation", [False, True])
 def test_reconstruction_gives_no_gradient_to_the_class_logits(cfg, deviation):
-    model = train_lib.build_model(cfg.replace(straight_through=deviation))
+    model = loop.build_model(cfg.replace(straight_through=deviation))
     ae = model.autoencoder
     images = tf.random.stateless_uniform((BATCH, 32, 32, 3), (9, 0), -1, 1)
     heads = (ae.shape_encoder.logits.trainable_variables
@@ -268,7 +269,7 @@ def test_reconstruction_gives_no_gradient_to_the_class_logits(cfg, deviation):
 def phase_one(cfg):
     """A fresh model, every weight snapshotted, then ONE real train_step through fit()."""
     keras.utils.set_random_seed(2)
-    model = train_lib.build_model(cfg)
+    model = loop.build_model(cfg)
     assert model.paths == ("generation",)
     nets = model.networks()
     before = {name: _snapshot(net.weights) for name, net in nets.items()}
@@ -452,11 +453,11 @@ def test_active_paths_ablations():
 
 def test_schedule_boundaries():
     tiny = config_lib.preset("tiny")  # phase1 10, fake 10, real 20, total 30
-    assert train_lib.schedule_boundaries(tiny) == [10, 20, 30]
-    assert train_lib.schedule_boundaries(tiny.replace(total_steps=12)) == [10, 12]
-    assert train_lib.schedule_boundaries(tiny.replace(multi_phase=False)) == [10, 20, 30]
+    assert loop.schedule_boundaries(tiny) == [10, 20, 30]
+    assert loop.schedule_boundaries(tiny.replace(total_steps=12)) == [10, 12]
+    assert loop.schedule_boundaries(tiny.replace(multi_phase=False)) == [10, 20, 30]
     short = tiny.replace(total_steps=5)
-    assert train_lib.schedule_boundaries(short) == [5]
+    assert loop.schedule_boundaries(short) == [5]
 
 
 def _betas(cfg, step=3, batch=64, site=10):
@@ -489,7 +490,7 @@ def test_sample_betas_ranges_and_ablations():
 
 # --- options that are not in the paper ---------------------------------------------------------
 def test_mode_seeking_term_known_values():
-    from onegan_tf.model import mode_seeking_term
+    from onegan_tf.training.trainer import mode_seeking_term
 
     a = tf.zeros((2, 4, 4, 3))
     images = tf.concat([a, a + 0.5], 0)  # pairs (0, 2), (1, 3) differ by 0.5 everywhere
@@ -505,7 +506,7 @@ def test_mode_seeking_term_known_values():
 
 
 def test_mode_seeking_pairs_codes_and_reaches_the_generators(cfg):
-    model = train_lib.build_model(cfg.replace(mode_seeking_weight=1.0))
+    model = loop.build_model(cfg.replace(mode_seeking_weight=1.0))
     child, z, _, _ = _fake_batch(model, cfg, 10)
     child = tf.concat([child[:BATCH // 2], child[:BATCH // 2]], 0)
     generators = [v for net in _generator_networks(model) for v in net.trainable_variables]
@@ -520,9 +521,9 @@ def test_mode_seeking_pairs_codes_and_reaches_the_generators(cfg):
 
 
 def test_mask_parent_head_is_trained_with_the_generators_only_when_on(cfg):
-    off = train_lib.build_model(cfg)
+    off = loop.build_model(cfg)
     assert off.mask_parent_head is None and "Q_p" not in off.networks()
-    model = train_lib.build_model(cfg.replace(mask_parent_info_weight=1.0))
+    model = loop.build_model(cfg.replace(mask_parent_info_weight=1.0))
     head = model.mask_parent_head
     assert _ids(head.trainable_variables) <= _ids(model.generator_variables())
     child, z, _, _ = _fake_batch(model, cfg, 11)
@@ -535,7 +536,7 @@ def test_mask_parent_head_is_trained_with_the_generators_only_when_on(cfg):
 
 
 def test_shifted_composite_moves_the_foreground_layer(cfg):
-    model = train_lib.build_model(cfg.replace(fg_shift=0.2))  # up to round(6.4) = 6 pixels
+    model = loop.build_model(cfg.replace(fg_shift=0.2))  # up to round(6.4) = 6 pixels
     size = cfg.image_size
     mask = np.zeros((BATCH, size, size, 1), np.float32)
     mask[:, 12:20, 12:20] = 1.0
@@ -555,6 +556,6 @@ def test_shifted_composite_moves_the_foreground_layer(cfg):
     assert len(offsets) > 1  # per-example offsets
     grad = tape.gradient(loss, mask).numpy()
     assert np.abs(grad).sum() > 0  # the adversarial loss still reaches the mask
-    unshifted = train_lib.build_model(cfg.replace(fg_shift=0.01))  # rounds to 0 pixels
+    unshifted = loop.build_model(cfg.replace(fg_shift=0.01))  # rounds to 0 pixels
     np.testing.assert_allclose(unshifted.shifted_composite(gen, 30).numpy(),
                                (mask.numpy() * 2 - 1) * np.ones((1, 1, 1, 3)), atol=1e-6)

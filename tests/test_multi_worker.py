@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 
 from onegan_tf import config as config_lib
-from onegan_tf import data, rundir, train_lib
+from onegan_tf import data
+from onegan_tf.training import loop, rundir
 
 SCRIPT = "tests/scripts/multi_worker.py"
 # Steps 1-3: Phase I (one traced step function: each phase costs a trace); from step 4: the
@@ -152,7 +153,7 @@ def test_first_step_losses_match_one_process_on_the_global_batch(cluster):
     ref_dir = cluster.tmp / "reference_run"
     cfg = config_lib.preset("tiny", run_dir=str(ref_dir), total_steps=1, **SCHEDULE)
     keras.utils.set_random_seed(cfg.seed)
-    train_lib.train(cfg, stream=io.StringIO())
+    loop.train(cfg, stream=io.StringIO())
     (reference,) = [r for r in rundir.read_stats(ref_dir) if "gen/total" in r]
     (distributed,) = [r for r in rundir.read_stats(cluster.run_dirs[0])
                       if "gen/total" in r and r["step"] == 1]

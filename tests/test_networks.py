@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from onegan_tf import autoencoder as ae_lib
 from onegan_tf import config as config_lib
-from onegan_tf import discriminators, encoders, generators, inference, train_lib
-from onegan_tf.model import OneGAN
+from onegan_tf.nets import autoencoder as ae_lib
+from onegan_tf.nets import discriminators, encoders, generators
+from onegan_tf.serving import inference
+from onegan_tf.training import loop
+from onegan_tf.training.trainer import OneGAN
 
 B = 3
 
@@ -273,7 +275,7 @@ def test_paper_size_build_and_parameter_counts():
     """Build (no training) of the CUB configuration: 128 px, gf = df = 64, 200/20 classes."""
     cfg = config_lib.preset("cub")
     model = OneGAN(cfg)
-    counts = train_lib.parameter_counts(model)
+    counts = loop.parameter_counts(model)
     print("\nparameters at paper size (cub):", counts, f"total {sum(counts.values()):,}")
     assert counts["V_c"] == 200 * cfg.code_dim and counts["V_p"] == 20 * cfg.code_dim
     assert counts["V_bg"] == counts["V_p"]

@@ -13,8 +13,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from onegan_tf import export, predict, serving
-from onegan_tf.autoencoder import AutoEncoder
+from onegan_tf.nets.autoencoder import AutoEncoder
+from onegan_tf.serving import (
+    client,
+    image_files,
+    savedmodel,
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,13 +26,13 @@ def model_dir(tiny_config, tmp_path_factory):
     keras.utils.set_random_seed(1)
     autoencoder = AutoEncoder(tiny_config)
     autoencoder.build_all()
-    return export.export_autoencoder(autoencoder, tmp_path_factory.mktemp("e") / "tiny")
+    return savedmodel.export_autoencoder(autoencoder, tmp_path_factory.mktemp("e") / "tiny")
 
 
 @pytest.fixture(scope="module")
 def served(model_dir):
     """The export, loaded once for the library calls (the CLI loads its own)."""
-    return serving.ServedModel(model_dir)
+    return client.ServedModel(model_dir)
 
 
 @pytest.fixture()
@@ -57,7 +61,7 @@ def png_header(width: int, height: int) -> bytes:
 
 def test_segment_and_cluster_with_names_that_share_a_stem(served, inputs, tmp_path):
     out = tmp_path / "out"
-    result = predict.predict(served, [str(inputs)], "segment", out, log=lambda m: None,
+    result = image_files.predict(served, [str(inputs)], "segment", out, log=lambda m: None,
                              progress=False)
     assert len(result["skipped"]) == 1 and "broken.png" in result["skipped"][0]
     assert len(result["processed"]) == 2 and len(result["written"]) == 4
@@ -66,7 +70,7 @@ def test_segment_and_cluster_with_names_that_share_a_stem(served, inputs, tmp_pa
     assert Image.open(out / "a_jpg_mask.png").size == (32, 32)
     assert Image.open(out / "a_png_overlay.png").size == (60, 40)
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in result["written"])
-    predict.predict(served, [str(inputs / "a.png"), str(inputs / "a.jpg")], "cluster", out,
+    image_files.predict(served, [str(inputs / "a.png"), str(inputs / "a.jpg")], "cluster", out,
                     progress=False)
     rows = list(csv.DictReader(open(out / "clusters.csv")))
     assert [r["file"].split("/")[-1] for r in rows] == ["a.png", "a.jpg"]
@@ -77,22 +81,22 @@ def test_segment_and_cluster_with_names_that_share_a_stem(served, inputs, tmp_pa
 def test_output_names_are_unique(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     files = [one / "a.png", one / "a.jpg", two / "a.png", one / "a_png", two / "A.PNG"]
-    assert predict.output_names(files) == ["a_png", "a_jpg", "a_png_2", "a_png_3", "A_PNG_4"]
+    assert image_files.output_names(files) == ["a_png", "a_jpg", "a_png_2", "a_png_3", "A_PNG_4"]
     one.mkdir()
     (one / "x.png").write_bytes(b"")
-    assert predict.list_inputs([str(one), str(one / "x.png")]) == [one / "x.png"]  # once
+    assert image_files.list_inputs([str(one), str(one / "x.png")]) == [one / "x.png"]  # once
 
 
 def test_size_limit_reads_only_the_header(served, inputs, tmp_path):
     (inputs / "huge.png").write_bytes(png_header(8000, 8000))  # 64 MP declared, no pixel data
-    result = predict.predict(served, [str(inputs / "huge.png"), str(inputs / "a.png")],
+    result = image_files.predict(served, [str(inputs / "huge.png"), str(inputs / "a.png")],
                              "remove_object", tmp_path / "o", log=lambda m: None, progress=False)
     assert result["skipped"] == [f"{inputs / 'huge.png'}: too large: 8000x8000 pixels (64.0 MP)"
-                                 f" > --max_pixels={predict.MAX_PIXELS}"]
+                                 f" > --max_pixels={image_files.MAX_PIXELS}"]
     assert result["written"] == [tmp_path / "o" / "a_png_background.png"]
     with pytest.raises(ValueError, match=r"a.png: too large: 60x40 pixels \(0.0 MP\) > "
                                          r"--max_pixels=2000"):
-        predict.load_image(inputs / "a.png", max_pixels=2000)
+        image_files.load_image(inputs / "a.png", max_pixels=2000)
 
 
 def test_large_images_are_decoded_downscaled(served, tmp_path):
@@ -102,7 +106,7 @@ def test_large_images_are_decoded_downscaled(served, tmp_path):
     Image.fromarray(gradient).save(folder / "big.jpg")  # 400 x 300: JPEG draft path
     Image.fromarray(gradient[:, :200]).save(folder / "big.png")  # 200 x 300: plain decode
     out = tmp_path / "out"
-    result = predict.predict(served, [str(folder)], "segment", out, progress=False,
+    result = image_files.predict(served, [str(folder)], "segment", out, progress=False,
                              direct_pixels=10_000)
     assert result["skipped"] == [] and len(result["processed"]) == 2
     for name, size in (("big_jpg", (400, 300)), ("big_png", (200, 300))):
@@ -115,7 +119,7 @@ def test_large_images_are_decoded_downscaled(served, tmp_path):
 def test_error_text_is_cut_at_a_word_boundary():
     message = ("{{function_node __wrapped__DecodeImage_device_/job:localhost/replica:0}} "
                + " ".join(f"word{i}" for i in range(100)) + "\nsecond line")
-    text = predict.short(message, limit=60)
+    text = image_files.short(message, limit=60)
     assert text.endswith(" ...") and len(text) <= 64 and "function_node" not in text
     words = text[:-4].split(" ")
     assert words == [f"word{i}" for i in range(len(words))]
@@ -138,9 +142,9 @@ def test_cli_exit_status(model_dir, served, inputs, tmp_path, subprocess_env):
     assert missing.stderr.strip() == f"error: --input: {inputs / 'nope.png'}: no such file or " \
                                      "directory"
     with pytest.raises(ValueError, match="needs --child_id"):
-        predict.predict(served, [str(inputs)], "translate", tmp_path / "p")
+        image_files.predict(served, [str(inputs)], "translate", tmp_path / "p")
     with pytest.raises(ValueError, match="children 0..11"):
-        predict.predict(served, [str(inputs)], "translate", tmp_path / "p", child_id=12)
+        image_files.predict(served, [str(inputs)], "translate", tmp_path / "p", child_id=12)
 
 
 def test_cli_exits_1_when_nothing_could_be_processed(model_dir, inputs, tmp_path,

@@ -16,10 +16,12 @@ import pytest
 import tensorflow as tf
 
 from onegan_tf import config as config_lib
-from onegan_tf import data, inference, losses, rundir, train_lib
-from onegan_tf.autoencoder import AutoEncoder, straight_through_one_hot
-from onegan_tf.generators import compose
-from onegan_tf.model import active_paths, phase_two_start
+from onegan_tf import data
+from onegan_tf.nets.autoencoder import AutoEncoder, straight_through_one_hot
+from onegan_tf.nets.generators import compose
+from onegan_tf.serving import inference
+from onegan_tf.training import loop, losses, rundir
+from onegan_tf.training.trainer import active_paths, phase_two_start
 
 BATCH = 4
 GEN, FAKE, REAL = "generation", "fake", "real"
@@ -34,7 +36,7 @@ def cfg():
 @pytest.fixture(scope="module")
 def model(cfg):
     keras.utils.set_random_seed(3)
-    return train_lib.build_model(cfg)
+    return loop.build_model(cfg)
 
 
 @pytest.fixture(scope="module")
@@ -296,7 +298,7 @@ def test_schedule_ablations_active_paths():
     only = tiny.replace(phase1_only=True)
     assert {active_paths(only, s) for s in range(0, 40)} == {(GEN,)}
     assert phase_two_start(only) is None
-    assert train_lib.schedule_boundaries(only) == [10, 20, 30]  # harmless: paths never change
+    assert loop.schedule_boundaries(only) == [10, 20, 30]  # harmless: paths never change
     flat = tiny.replace(multi_phase=False)
     assert {active_paths(flat, s) for s in range(0, 40)} == {(GEN, FAKE, REAL)}
     assert phase_two_start(flat) == 0
@@ -365,11 +367,11 @@ def test_clones_equal_originals_after_loading_then_diverge(cfg, model):
 def test_schedule_boundaries_and_active_paths_at_boundaries():
     gen, fake, real = (GEN,), (GEN, FAKE), (GEN, FAKE, REAL)
     tiny = config_lib.preset("tiny")
-    assert train_lib.schedule_boundaries(tiny) == [10, 20, 30]
+    assert loop.schedule_boundaries(tiny) == [10, 20, 30]
     assert [active_paths(tiny, s) for s in (0, 9, 10, 19, 20, 29)] == [
         gen, gen, fake, fake, real, real]
     split = tiny.replace(phase1_steps=6, fake_recon_start=8, real_recon_start=8)
-    assert train_lib.schedule_boundaries(split) == [6, 8, 30]
+    assert loop.schedule_boundaries(split) == [6, 8, 30]
     assert [active_paths(split, s) for s in (5, 6, 7, 8)] == [gen, gen, gen, real]
     # Whatever the configuration, paths change (and clones load) only at a boundary, so that
     # train() can run one fit() per segment with fixed paths.
@@ -378,7 +380,7 @@ def test_schedule_boundaries_and_active_paths_at_boundaries():
                tiny.replace(phase1_steps=0, fake_recon_start=0, real_recon_start=0),
                tiny.replace(phase1_steps=3, fake_recon_start=11, real_recon_start=29)]
     for c in configs:
-        bounds = train_lib.schedule_boundaries(c)
+        bounds = loop.schedule_boundaries(c)
         assert bounds == sorted(set(bounds)) and bounds[-1] == c.total_steps
         for s in range(1, c.total_steps):
             if active_paths(c, s) != active_paths(c, s - 1) or s == phase_two_start(c):
@@ -392,18 +394,18 @@ def _training_records(run_dir):
 
 
 def _train(config, monkeypatch):
-    """train_lib.train, its model run eagerly (tracing the three-path step costs more than the
+    """loop.train, its model run eagerly (tracing the three-path step costs more than the
     few steps these tests run); returns (model, printed text)."""
-    build = train_lib.build_model
+    build = loop.build_model
 
     def eager_build(*args, **kwargs):
         built = build(*args, **kwargs)
         built.run_eagerly = True
         return built
 
-    monkeypatch.setattr(train_lib, "build_model", eager_build)
+    monkeypatch.setattr(loop, "build_model", eager_build)
     stream = io.StringIO()
-    trained = train_lib.train(config, stream=stream)
+    trained = loop.train(config, stream=stream)
     return trained, stream.getvalue()
 
 

@@ -172,7 +172,7 @@ def test_background_ripples_follow_the_parent(many):
 def test_kmeans_on_pixels_does_not_cluster_the_classes(many):
     """The trivial clustering baseline stays far below what a model that finds the objects
     reaches, so the evaluation's ACC / NMI mean something."""
-    from onegan_tf import metrics
+    from onegan_tf.evaluation import metrics
 
     pixels = many["image"].reshape(len(many["image"]), -1)
     for level, k in (("parent", 4), ("child", 12)):

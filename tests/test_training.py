@@ -15,8 +15,15 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from onegan_tf import callbacks, losses, rundir, train_lib
 from onegan_tf import config as config_lib
+from onegan_tf import fileio
+from onegan_tf.training import (
+    callbacks,
+    distribute,
+    loop,
+    losses,
+    rundir,
+)
 
 
 def _tiny(run_dir, **overrides):
@@ -36,11 +43,11 @@ def resumed_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
     first_cfg = _tiny(run_dir, total_steps=6)
     first_out = io.StringIO()
-    first = train_lib.train(first_cfg, stream=first_out)
+    first = loop.train(first_cfg, stream=first_out)
     checkpoints_after_first = [s for s, _ in rundir.list_checkpoints(run_dir)]
     cfg = first_cfg.replace(total_steps=12)  # total_steps may change on resume
     out = io.StringIO()
-    model = train_lib.train(cfg, stream=out)
+    model = loop.train(cfg, stream=out)
     return types.SimpleNamespace(
         run_dir=run_dir, cfg=cfg, model=model, out=out.getvalue(), first=first,
         first_out=first_out.getvalue(), checkpoints_after_first=checkpoints_after_first)
@@ -148,7 +155,7 @@ def test_resume_continues_from_the_checkpoint(resumed_run):
 
 
 def test_restore_for_inference_matches_the_trained_model(resumed_run):
-    restored = train_lib.restore_for_inference(resumed_run.run_dir)
+    restored = loop.restore_for_inference(resumed_run.run_dir)
     assert int(restored.step) == 12
     for a, b in zip(restored.ema.weights, resumed_run.model.ema.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
@@ -171,7 +178,7 @@ def test_damaged_checkpoints_are_skipped(resumed_run, tmp_path):
     assert [s for s, _ in rundir.list_checkpoints(run_dir)] == [6, 10, 12, 13, 14]
 
     out = io.StringIO()
-    model = train_lib.train(dataclasses.replace(resumed_run.cfg, run_dir=str(run_dir)),
+    model = loop.train(dataclasses.replace(resumed_run.cfg, run_dir=str(run_dir)),
                             stream=out)
     text = out.getvalue()
     assert "warning: cannot restore checkpoint" in text
@@ -193,9 +200,9 @@ def test_restore_latest_without_checkpoints(tmp_path, tiny_model):
 def test_changed_config_is_refused(resumed_run):
     before = (resumed_run.run_dir / "config.json").read_text()
     with pytest.raises(ValueError, match=r"--gf_dim=6 \(run has 4\)"):
-        train_lib.train(resumed_run.cfg.replace(gf_dim=6), stream=io.StringIO())
+        loop.train(resumed_run.cfg.replace(gf_dim=6), stream=io.StringIO())
     with pytest.raises(ValueError, match="--num_children"):
-        train_lib.train(resumed_run.cfg.replace(num_children=13), stream=io.StringIO())
+        loop.train(resumed_run.cfg.replace(num_children=13), stream=io.StringIO())
     assert (resumed_run.run_dir / "config.json").read_text() == before  # left alone
 
 
@@ -214,7 +221,7 @@ def test_nan_guard_stops_before_checkpointing(tmp_path, monkeypatch):
     cfg = _gen_only(tmp_path / "nan", total_steps=12, checkpoint_every=2, log_every=1)
     out = io.StringIO()
     with pytest.raises(callbacks.NonFiniteLossError) as info:
-        train_lib.train(cfg, stream=out)
+        loop.train(cfg, stream=out)
     message = str(info.value)
     assert "gen/R_M" in message and "at step 5" in message
     assert "ckpt-00000004.weights.h5" in message  # last good checkpoint named
@@ -267,16 +274,16 @@ def test_rundir_stats_survive_a_torn_line(tmp_path):
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path):
     target = tmp_path / "config.json"
-    rundir.atomic_write(target, "old\n")
+    fileio.atomic_write(target, "old\n")
 
     class Boom:  # not str/bytes: the write itself fails after the temporary was created
         pass
 
     with pytest.raises(TypeError):
-        rundir.atomic_write(target, Boom())
+        fileio.atomic_write(target, Boom())
     assert target.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
-    rundir.atomic_write(target, b"new")
+    fileio.atomic_write(target, b"new")
     assert target.read_bytes() == b"new"
 
 
@@ -294,4 +301,4 @@ def test_is_chief(monkeypatch, tf_config, chief):
         monkeypatch.delenv("TF_CONFIG", raising=False)
     else:
         monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
-    assert train_lib.is_chief() is chief
+    assert distribute.is_chief() is chief

@@ -7,7 +7,7 @@ import io
 import numpy as np
 
 from onegan_tf import config as config_lib
-from onegan_tf import rundir, train_lib
+from onegan_tf.training import loop, rundir
 
 
 def test_jit_compile_trains_every_path(tmp_path):
@@ -17,7 +17,7 @@ def test_jit_compile_trains_every_path(tmp_path):
         fake_recon_start=0, real_recon_start=0, log_every=1, sample_every=100,
         checkpoint_every=1, eval_every=100)
     out = io.StringIO()
-    model = train_lib.train(cfg, stream=out)
+    model = loop.train(cfg, stream=out)
     assert model.jit_compile is True
     assert "done: 3 steps" in out.getvalue()
 
@@ -38,7 +38,7 @@ def test_jit_compile_trains_every_path(tmp_path):
     assert model.weights_are_finite()
     checkpoints = dict(rundir.list_checkpoints(tmp_path))
     assert sorted(checkpoints) == [1, 2, 3]
-    earlier = train_lib.build_model(cfg)
+    earlier = loop.build_model(cfg)
     earlier.load_weights(str(checkpoints[1]))
     moved = [float(np.max(np.abs(a.numpy() - b.numpy())))
              for a, b in zip(model.autoencoder.trainable_weights,

@@ -1,5 +1,5 @@
 """One worker of a multi-worker test run (TF_CONFIG set by the caller), or a one-process
-reference run: `train_lib.train` on the flags of `python -m onegan_tf.train`, then
+reference run: `loop.train` on the flags of `python -m onegan_tf.train`, then
 
   * --weights_out=F.npz: every weight of the trained model (the final state of this worker);
   * --batch_out=F.npz: this worker's share of the first global batch of the training stream,
@@ -19,6 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 from onegan_tf import cli  # noqa: E402
+from onegan_tf.training import distribute
 
 flags.DEFINE_string("weights_out", None, "write the final weights here (.npz)")
 flags.DEFINE_string("batch_out", None, "write this worker's part of the first batch here (.npz)")
@@ -33,20 +34,21 @@ def main(argv):
     import keras
     import numpy as np
 
-    from onegan_tf import data, train_lib
+    from onegan_tf import data
+    from onegan_tf.training import loop
 
     keras.utils.set_random_seed(config.seed)
-    model = train_lib.train(config)
+    model = loop.train(config)
     strategy = model.distribute_strategy
     weights = {f"{i:04d}:{w.path}": np.asarray(w.numpy()) for i, w in enumerate(model.weights)}
     np.savez(FLAGS.weights_out, **weights)
-    stream = train_lib.distribute_input(data.training_dataset(config), strategy)
+    stream = distribute.distribute_input(data.training_dataset(config), strategy)
     first = next(iter(strategy.experimental_distribute_dataset(stream)))
     local = {k: np.concatenate([t.numpy() for t in strategy.experimental_local_results(v)])
              for k, v in first.items()}
     np.savez(FLAGS.batch_out, **local)
     print("RESULT " + json.dumps({
-        "chief": train_lib.is_chief(), "multi_worker": train_lib.is_multi_worker(strategy),
+        "chief": distribute.is_chief(), "multi_worker": distribute.is_multi_worker(strategy),
         "replicas": strategy.num_replicas_in_sync, "step": int(model.step.numpy()),
         "clones_loaded": int(model.clones_loaded.numpy()), "paths": list(model.paths),
         "local_batch": int(local["image"].shape[0])}), flush=True)

@@ -16,7 +16,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from onegan_tf import config as config_lib  # noqa: E402
-from onegan_tf import data, train_lib  # noqa: E402
+from onegan_tf import data  # noqa: E402
+from onegan_tf.training import loop  # noqa: E402
 
 
 def prepare(model, strategy):
@@ -36,8 +37,8 @@ cfg = config_lib.preset("tiny", batch_size=4, mixed_precision=sys.argv[1] if len
                         else "float32")
 single = tf.distribute.get_strategy()
 mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-one = train_lib.build_model(cfg, single)
-two = train_lib.build_model(cfg, mirrored)
+one = loop.build_model(cfg, single)
+two = loop.build_model(cfg, mirrored)
 for a, b in zip(one.weights, two.weights, strict=True):
     b.assign(a)
 prepare(one, single)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from onegan_tf.generators import generator_width
+from onegan_tf.nets.generators import generator_width
 
 
 def encoder_width(ef_dim: int, resolution: int) -> int:

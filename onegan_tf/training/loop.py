@@ -5,90 +5,25 @@ Library code: takes a `Config`, never reads flags.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from onegan_tf import callbacks as cb
-from onegan_tf import data, evaluation, grids, inference, rundir
+from onegan_tf import (
+    data,
+    fileio,
+)
 from onegan_tf.config import Config
-from onegan_tf.model import OneGAN, active_paths, phase_two_start
-
-
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
-    """MultiWorkerMirroredStrategy over a cluster of more than one worker (TF_CONFIG)."""
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return False
-    jobs = strategy.cluster_resolver.cluster_spec().as_dict()
-    return len(jobs.get("chief", [])) + len(jobs.get("worker", [])) > 1
-
-
-def is_chief() -> bool:
-    """The chief (or worker 0 when there is no chief) writes files in multi-worker training."""
-    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    task = tf_config.get("task") or {}
-    if not task or task.get("type") == "chief":
-        return True
-    has_chief = "chief" in tf_config.get("cluster", {})
-    return task.get("type") == "worker" and task.get("index", 0) == 0 and not has_chief
-
-
-def distribute_input(dataset: tf.data.Dataset, strategy: tf.distribute.Strategy):
-    """The training stream as `fit` should see it under `strategy`.
-
-    Each element of `data.training_dataset` is a GLOBAL batch, a pure function of (seed, step).
-    Across workers it is split by DATA auto-sharding: every worker builds the same global batch
-    and keeps its own replicas' slices, so worker k trains on the examples that replica k gets
-    in one process (the split `OneGAN._draw` uses for the random numbers). TF's default (AUTO)
-    would shard file-based pipelines (TFDS) by FILE: each worker would read other files, the
-    batches would depend on the number of workers, and fewer files than workers is an error.
-    The price: every worker decodes the whole global batch. Single-process: unchanged.
-    """
-    if not is_multi_worker(strategy):
-        return dataset
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.DATA)
-    return dataset.with_options(options)
-
-
-def check_workers_agree(strategy: tf.distribute.Strategy, config: Config, step: int):
-    """Multi-worker: every worker must train the same config from the same restored step.
-
-    Workers that resumed at different steps would run different numbers of collective steps
-    (the one ahead waits for ever), and differing flags would train different models. Raises
-    ValueError on every worker (the comparison is gathered, so all of them see it).
-    """
-    if not is_multi_worker(strategy):
-        return
-    fingerprint = zlib.crc32(dataclasses.replace(config, run_dir="").to_json().encode())
-    local = tf.constant([[step, fingerprint]], tf.int64)
-    values = strategy.experimental_distribute_values_from_function(lambda _: local)
-    table = strategy.gather(values, axis=0).numpy()
-    if len({int(s) for s in table[:, 0]}) > 1:
-        raise ValueError(
-            f"--run_dir={config.run_dir}: the workers restored different steps "
-            f"{[int(s) for s in table[:, 0]]}; give every worker the same --run_dir on a shared "
-            "filesystem (the chief writes the checkpoints, every worker resumes from them)")
-    if len({int(f) for f in table[:, 1]}) > 1:
-        raise ValueError("the workers were started with different flags (only --run_dir may "
-                         "differ); start every worker with the same flags")
+from onegan_tf.evaluation import grids, report
+from onegan_tf.serving import inference
+from onegan_tf.training import callbacks as cb
+from onegan_tf.training import distribute, rundir
+from onegan_tf.training.trainer import OneGAN, active_paths, phase_two_start
 
 
 def parameter_counts(model: OneGAN) -> dict[str, int]:
@@ -192,7 +127,7 @@ def train(config: Config, stream=None, restart_unreadable: bool = False) -> OneG
 
     Resuming restores the newest checkpoint that loads completely and is finite; when none
     does, it stops with rundir.CheckpointError (restart_unreadable: set them aside, start over).
-    A file-system failure stops it with rundir.RunDirError; the newest complete checkpoint is
+    A file-system failure stops it with fileio.FileSystemError; the newest complete checkpoint is
     kept and no temporary file is left.
 
     --strategy=multi_worker: start every worker (TF_CONFIG) with the same flags and the same
@@ -204,15 +139,15 @@ def train(config: Config, stream=None, restart_unreadable: bool = False) -> OneG
     stream = stream or sys.stdout
     say = lambda *a: print(*a, file=stream, flush=True)  # noqa: E731
     # The strategy first: MultiWorkerMirroredStrategy must exist before any other TF op.
-    strategy = make_strategy(config.strategy)
-    chief = is_chief()
+    strategy = distribute.make_strategy(config.strategy)
+    chief = distribute.is_chief()
     # Held-out examples next: bad input fails here, before a model or run dir exists.
     examples = {k: v.numpy() for k, v in
                 data.evaluation_batch(config, max(config.eval_examples, 12)).items()}
     data.check_training_data(config)
     run_dir = rundir.prepare(config)
     if chief:
-        rundir.remove_stale_temporaries(run_dir, log=say)
+        fileio.remove_stale_temporaries(run_dir, log=say)
     model = build_model(config, strategy)
 
     counts = parameter_counts(model)
@@ -220,9 +155,9 @@ def train(config: Config, stream=None, restart_unreadable: bool = False) -> OneG
     step = restore(model, run_dir, restart_unreadable and chief, log=say)
     rundir.save_config(config, run_dir)  # only now: the checkpoints fit this config
     if chief:
-        rundir.atomic_write(run_dir / "params.json", json.dumps(counts, indent=2) + "\n")
+        fileio.atomic_write(run_dir / "params.json", json.dumps(counts, indent=2) + "\n")
         rundir.truncate_stats(run_dir, step)
-    check_workers_agree(strategy, config, step)
+    distribute.check_workers_agree(strategy, config, step)
     if step:
         say(f"resumed from {run_dir / 'checkpoints'} at step {step}")
     if step >= config.total_steps:
@@ -235,7 +170,7 @@ def train(config: Config, stream=None, restart_unreadable: bool = False) -> OneG
                 "translation": translation_sampler(config, examples)}
     evaluator = None
     if {"mask", "parent", "child"} & set(examples):
-        evaluator = lambda model: evaluation.quick_metrics(model.ema, examples)  # noqa: E731
+        evaluator = lambda model: report.quick_metrics(model.ema, examples)  # noqa: E731
     if "mask" not in examples:
         say(f"--dataset={config.dataset}: no ground-truth masks; segmentation is not evaluated")
     monitor = cb.TrainingMonitor(config, run_dir, samplers, writer, chief, stream, evaluator)
@@ -248,7 +183,8 @@ def train(config: Config, stream=None, restart_unreadable: bool = False) -> OneG
             say(f"step {step}: Phase II starts; discriminator clones loaded")
             model.load_discriminator_clones()
         model.set_paths(active_paths(config, step))
-        dataset = distribute_input(data.training_dataset(config, start_step=step), strategy)
+        dataset = distribute.distribute_input(
+            data.training_dataset(config, start_step=step), strategy)
         model.fit(dataset, steps_per_epoch=boundary - step, epochs=1, verbose=0, shuffle=False,
                   callbacks=[monitor])
         if monitor.failure:

@@ -13,15 +13,16 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from onegan_tf import losses, rundir
-from onegan_tf.autoencoder import AutoEncoder, ablate_betas, copy_weights, ema_update
+from onegan_tf import compat
 from onegan_tf.config import Config
-from onegan_tf.discriminators import (
+from onegan_tf.nets.autoencoder import AutoEncoder, ablate_betas, copy_weights, ema_update
+from onegan_tf.nets.discriminators import (
     BackgroundDiscriminator,
     MaskParentClassifier,
     ObjectDiscriminator,
 )
-from onegan_tf.generators import compose
+from onegan_tf.nets.generators import compose
+from onegan_tf.training import distribute, losses, rundir
 
 PATHS = ("generation", "fake", "real")
 
@@ -69,7 +70,7 @@ def mode_seeking_term(images, z):
     return 1.0 / (image_gap / z_gap + 1e-5)
 
 
-class OneGAN(keras.Model):
+class OneGAN(compat.BuildWithoutBatch, keras.Model):
     """Trains an `AutoEncoder` (+ its EMA copy) against D_bg/D_c and their two clone pairs."""
 
     def __init__(self, config: Config, **kwargs):
@@ -126,14 +127,6 @@ class OneGAN(keras.Model):
 
     def call(self, images, training=None):
         return self.autoencoder.reconstruct(images, training=training)
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Keras' fit() hook that builds a model from its first batch. Everything here is built
-        by the constructor and compile(), so no batch is read. Under a strategy, Keras 3.15 would
-        take a batch from the distributed iterator and `strategy.reduce` it, which fails for a
-        dict of PerReplica values under MultiWorkerMirroredStrategy ("Attempt to convert a value
-        ({'image': PerReplica...}) ... to a Tensor", keras-team/keras#20329)."""
-        super()._maybe_symbolic_build(iterator=None, data_batch=data_batch)
 
     def networks(self) -> dict[str, keras.Model]:
         """Every trained network by its paper name (for parameter counts)."""
@@ -405,13 +398,8 @@ class OneGAN(keras.Model):
 
         logs.update(terms)
         logs["total"] = total
-        strategy = tf.distribute.get_strategy()
-        if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-                and strategy.extended._in_multi_worker_mode()):
-            # Keras 3.15 reduces the logs across workers with strategy.reduce(MEAN, v, axis=0),
-            # which rejects scalars ("Invalid reduction dimension 0 for input with 0
-            # dimensions", tensorflow/tensorflow#72388): shape [1] reduces to the scalar mean.
-            logs = {k: ops.reshape(v, (1,)) for k, v in logs.items()}
+        if distribute.is_multi_worker(tf.distribute.get_strategy()):
+            logs = compat.reducible_logs(logs)
         return logs
 
     def _reconstruct(self, images, site):

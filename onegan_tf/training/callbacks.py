@@ -10,7 +10,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from onegan_tf import grids, rundir
+from onegan_tf.evaluation import grids
+from onegan_tf.training import rundir
 
 
 class NonFiniteLossError(RuntimeError):

@@ -13,7 +13,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from onegan_tf.rundir import atomic_write
+from onegan_tf.fileio import atomic_write
 
 
 def to_uint8(images, value_range=(-1.0, 1.0)) -> np.ndarray:

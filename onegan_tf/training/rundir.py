@@ -1,11 +1,11 @@
 """The run-directory contract: config.json, params.json, stats.jsonl, checkpoints/, samples/.
 
-Every file is written atomically (temporary file + fsync + rename), so a run killed at any
-moment (even with kill -9) leaves only complete files. Temporary names carry the writer's
-process id; `remove_stale_temporaries` deletes those of processes that no longer run.
+Every file is written with `fileio.atomic_write`, so a run killed at any moment (even with
+kill -9) leaves only complete files; `fileio.remove_stale_temporaries` deletes the temporaries
+of writers that no longer run.
 Restoring is all-or-nothing: a checkpoint that does not load completely, or loads a non-finite
 value, leaves the model as it was and the next older one is tried. A file-system failure is a
-`RunDirError` naming the operation and the path.
+`FileSystemError` naming the operation and the path.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
+from onegan_tf.compat import weights_bytes
 from onegan_tf.config import Config
+from onegan_tf.fileio import FileSystemError, atomic_write, fs_error
 
 # Fields that may change when a run is resumed; any other difference is an error.
 RESUMABLE_FIELDS = frozenset({
@@ -27,97 +28,15 @@ RESUMABLE_FIELDS = frozenset({
     "eval_examples",
 })
 _CKPT = re.compile(r"^ckpt-(\d+)\.weights\.h5$")
-# Temporary files of `atomic_write`: ".<final name>.<pid>.<random>.tmp".
-_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
 DAMAGED_DIR = "damaged"
-
-
-class RunDirError(OSError):
-    """A file-system operation on the run directory (or an export) failed: the message names
-    the operation and the path, e.g. "cannot write checkpoint runs/x/...: No space left"."""
 
 
 class CheckpointError(RuntimeError):
     """Checkpoints exist but none of them can be restored."""
 
 
-def fs_error(operation: str, path, error: OSError) -> RunDirError:
-    """`error` re-stated as one line: "cannot <operation> <path>: <reason>"."""
-    failure = RunDirError(f"cannot {operation} {path}: {error.strerror or error}")
-    failure.errno = error.errno
-    return failure
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def default_run_dir(preset_name: str) -> str:
     return os.path.join("runs", preset_name)
-
-
-def atomic_write(path: str | Path, data: bytes | str):
-    """Writes `data` to `path` through a temporary file in the same directory (fsync, rename);
-    the file gets the usual 0666 & ~umask mode. On failure the old file is untouched, the
-    temporary is removed and a `RunDirError` names the path."""
-    path = Path(path)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
-                                   suffix=".tmp")
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, mode) as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as error:
-        _unlink_quietly(tmp)
-        if isinstance(error, RunDirError):
-            raise
-        raise fs_error("write", path, error) from None
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-
-
-def _unlink_quietly(path):
-    if path is not None:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        return True
-    return True
-
-
-def remove_stale_temporaries(directory: str | Path, log=print) -> list[Path]:
-    """Deletes temporary files (under `directory`, recursively) left by writers that no longer
-    run, e.g. after kill -9; temporaries of a live process are kept. Returns what was removed."""
-    removed = []
-    for root, _, names in os.walk(directory):
-        for name in names:
-            match = _TEMPORARY.match(name)
-            if match and int(match.group(1)) != os.getpid() and not process_alive(
-                    int(match.group(1))):
-                path = Path(root) / name
-                _unlink_quietly(path)
-                removed.append(path)
-    if removed:
-        log(f"removed {len(removed)} stale temporary file(s) under {directory}")
-    return removed
 
 
 def prepare(config: Config) -> Path:
@@ -129,7 +48,7 @@ def prepare(config: Config) -> Path:
     except OSError as error:
         raise fs_error("create the run directory", f"--run_dir={run_dir}", error) from None
     if not os.access(run_dir, os.W_OK | os.X_OK):
-        raise RunDirError(f"cannot write to the run directory --run_dir={run_dir}: "
+        raise FileSystemError(f"cannot write to the run directory --run_dir={run_dir}: "
                           "permission denied")
     saved_path = run_dir / "config.json"
     if saved_path.exists():
@@ -217,7 +136,7 @@ def save_checkpoint(model, run_dir: str | Path, step: int, keep: int) -> Path:
     """model.save_weights (weights, optimizer states, step) written atomically; prunes old ones.
 
     Refuses (ValueError) to save non-finite weights, so the newest checkpoint is always good.
-    A failed write (disk full, ...) removes its temporary file and raises `RunDirError`; the
+    A failed write (disk full, ...) removes its temporary file and raises `FileSystemError`; the
     older checkpoints are untouched.
     """
     if not model.weights_are_finite():
@@ -226,32 +145,11 @@ def save_checkpoint(model, run_dir: str | Path, step: int, keep: int) -> Path:
     try:
         data = weights_bytes(model)
     except Exception as error:
-        raise RunDirError(f"cannot serialise checkpoint {final}: {error}") from None
+        raise FileSystemError(f"cannot serialise checkpoint {final}: {error}") from None
     atomic_write(final, data)
     for _, old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return final
-
-
-def weights_bytes(model) -> bytes:
-    """What `model.save_weights(path)` writes (weights, optimizer states, step), as bytes.
-
-    The HDF5 file is built in memory and written by `atomic_write`: when h5py itself writes to
-    a full disk, its half-closed file objects crash the interpreter at exit (a segfault after
-    "No space left on device"). Keras 3.15 has no public API for this: `save_weights` takes
-    only a path ending in .weights.h5, so this uses its `H5IOStore` on a BytesIO, as its
-    `.keras` archive writer does.
-    """
-    import io
-
-    from keras.src.saving import saving_lib
-
-    buffer = io.BytesIO()
-    store = saving_lib.H5IOStore(buffer, mode="w")
-    saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",
-                           visited_saveables=set())
-    store.close()
-    return buffer.getvalue()
 
 
 def state_variables(model) -> list:

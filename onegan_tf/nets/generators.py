@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from onegan_tf.layers import ConvGLU, NormGLU, ResBlock, tile_code
+from onegan_tf.nets.layers import ConvGLU, NormGLU, ResBlock, tile_code
 
 MASK_BIAS_INIT = -1.0
 

@@ -12,15 +12,15 @@ import tensorflow as tf
 from keras import ops
 
 from onegan_tf.config import Config
-from onegan_tf.encoders import BackgroundEncoder, ShapeEncoder, StyleEncoder
-from onegan_tf.generators import (
+from onegan_tf.nets.encoders import BackgroundEncoder, ShapeEncoder, StyleEncoder
+from onegan_tf.nets.generators import (
     AppearanceGenerator,
     BackgroundGenerator,
     PreImageGenerator,
     ShapeGenerator,
     compose,
 )
-from onegan_tf.layers import CodeEmbedding, Mixup
+from onegan_tf.nets.layers import CodeEmbedding, Mixup
 
 
 def parent_of(child, num_children: int, num_parents: int):

@@ -20,8 +20,9 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from onegan_tf import inference, metrics
-from onegan_tf.autoencoder import AutoEncoder
+from onegan_tf.evaluation import metrics
+from onegan_tf.nets.autoencoder import AutoEncoder
+from onegan_tf.serving import inference
 
 _ANALYSE = weakref.WeakKeyDictionary()  # autoencoder -> its traced batch function
 _GENERATE = weakref.WeakKeyDictionary()  # autoencoder -> its traced generation function

@@ -17,8 +17,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from onegan_tf.autoencoder import AutoEncoder, ablate_betas, parent_of
-from onegan_tf.generators import compose
+from onegan_tf.nets.autoencoder import AutoEncoder, ablate_betas, parent_of
+from onegan_tf.nets.generators import compose
 
 # Resampled images may overshoot [-1, 1] a little; 8-bit values (0..255) are far outside.
 IMAGE_RANGE_TOLERANCE = 1e-2
