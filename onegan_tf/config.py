@@ -1,7 +1,8 @@
 """One frozen configuration for a OneGAN run, and the named presets.
 
 Library code receives a `Config`; only the CLIs read flags. Every ablation of the paper's
-Tables 1-3 is a field here, read in exactly one place (see `model.py` / `networks.py`).
+Tables 1-3 is a field here, read in exactly one place (`training/trainer.py` or a network in
+`nets/`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Input pipelines: two streams per step, object images and clean backgrounds (DESIGN section 6).
+"""Input pipelines: two streams per step, object images and clean backgrounds (docs/data.md).
 
 `training_dataset(config, start_step)` is what the trainer consumes: batches of
 {"image": [B, H, W, 3], "background": [B, H, W, 3]} float32 in [-1, 1]. Ground truth (masks,

@@ -1,4 +1,4 @@
-"""A user's own images: `--dataset=folder --data_dir=PATH` (DESIGN section 6).
+"""A user's own images: `--dataset=folder --data_dir=PATH` (docs/data.md).
 
 Layout (sub-folders are searched too; hidden files and other extensions are ignored):
   PATH/images/        training object images, roughly centred (like FineGAN's bbox crops)

@@ -1,4 +1,4 @@
-"""CUB-200-2011, Stanford Dogs and Stanford Cars from prepared TFDS data (DESIGN section 6).
+"""CUB-200-2011, Stanford Dogs and Stanford Cars from prepared TFDS data (docs/data.md).
 
 Split rule: every image has a stable id, "<tfds split>/<file name>" ("image/filename" for CUB
 and Dogs, "id" for Cars, whose names repeat across splits). `tf.strings.to_hash_bucket_fast`

@@ -61,7 +61,7 @@ def ablate_betas(config: Config, betas: dict) -> dict:
 
 @keras.saving.register_keras_serializable("onegan")
 class AutoEncoder(keras.Model):
-    """V_bg, V_p, V_c, G_bg0, G_bg1, G_fg0, G_fg1, G_fg2, E_p, E_c, E_bg (DESIGN section 4)."""
+    """V_bg, V_p, V_c, G_bg0, G_bg1, G_fg0, G_fg1, G_fg2, E_p, E_c, E_bg (docs/design.md)."""
 
     def __init__(self, config: Config | dict, **kwargs):
         super().__init__(**kwargs)

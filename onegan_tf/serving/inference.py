@@ -1,4 +1,4 @@
-"""The five jobs of a trained OneGAN, on its EMA `AutoEncoder` with fixed betas (DESIGN section 4).
+"""The five jobs of a trained OneGAN, on its EMA `AutoEncoder` with fixed betas (docs/design.md).
 
 Images are float32 [B, H, W, 3] in [-1, 1] at the model's resolution. At inference the
 reconstruction path uses the encoders' means (no sampling) and betas 1, i.e. the encoder
