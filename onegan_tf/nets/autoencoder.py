@@ -201,6 +201,16 @@ class AutoEncoder(keras.Model):
         import dataclasses
         return {**super().get_config(), "config": dataclasses.asdict(self.config)}
 
+    # A `.keras` file (keras.saving.save_model / load_model): the variables are created by
+    # build_all, not by a call on an input shape, so the file records that and loading
+    # re-creates them before it reads the weights.
+    def get_build_config(self):
+        return {"build_all": True}
+
+    def build_from_config(self, config):
+        if config.get("build_all"):
+            self.build_all()
+
 
 def copy_weights(source: keras.Model, target: keras.Model):
     """target <- source, variable by variable (same architecture)."""

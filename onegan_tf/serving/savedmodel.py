@@ -5,7 +5,10 @@ Writes the next integer version `EXPORT_DIR/<N>/` (a SavedModel with the signatu
 `signatures.py`, from the EMA weights) atomically: everything is written into a hidden temporary
 directory beside EXPORT_DIR and renamed into place at the end, so TF Serving (which loads a
 version as soon as its directory appears) never sees a half-written one. With `--tflite` the
-version also holds `tflite/{cluster,segment}_{fp32,fp16,int8}.tflite`. The temporary
+version also holds `tflite/{cluster,segment}_{fp32,fp16,int8}.tflite`. Beside the SavedModel,
+`onegan.keras` holds the same autoencoder as a Keras file: after
+`from onegan_tf.nets.autoencoder import AutoEncoder` (which registers the class),
+`keras.saving.load_model("EXPORT_DIR/<N>/onegan.keras")` returns it. The temporary
 directory's name carries the exporter's process id; one left by a killed export is removed by
 the next export. Non-finite weights are refused; a file-system failure is one error line naming
 the path (fileio.FileSystemError) and leaves nothing behind.
@@ -24,6 +27,9 @@ import tensorflow as tf
 from onegan_tf import fileio
 from onegan_tf.serving import signatures, tflite
 from onegan_tf.training import loop, rundir
+
+
+KERAS_FILE = "onegan.keras"  # beside the SavedModel: keras.saving.load_model(<N>/onegan.keras)
 
 
 def next_version(base: Path) -> int:
@@ -54,11 +60,13 @@ def export_autoencoder(autoencoder, export_dir: str | Path, *, tflite: bool = Fa
     try:
         tmp.chmod(0o755)  # mkdtemp's 0700 would hide the version from a server's user
         signatures.build_archive(autoencoder).write_out(str(tmp), verbose=False)
+        autoencoder.save(str(tmp / KERAS_FILE))  # the same weights for Keras users
         extra = tmp / "assets.extra"
         extra.mkdir(exist_ok=True)
         (extra / "onegan_config.json").write_text(autoencoder.config.to_json() + "\n")
         info = {**(manifest or {}), **signatures.model_step_info(autoencoder),
-                "signatures": list(signatures.SIGNATURES), "tflite": []}
+                "signatures": list(signatures.SIGNATURES), "keras_file": KERAS_FILE,
+                "tflite": []}
         if tflite:
             (tmp / "tflite").mkdir()
             source = tmp / "tflite" / ".source"
