@@ -10,6 +10,10 @@ any size of JPEG/PNG/BMP/GIF works):
                  child_prob_<k>...
   remove_object  OUT/<name>_background.png (model resolution)
   translate      OUT/<name>_child<ID>.png (model resolution), with --child_id
+  generate       no input images: --count PNGs per code (model resolution, 8-bit),
+                 OUT/child<C>_<seed>.png and OUT/generated.csv; every code, or the one
+                 --child_id names; image i of each code uses seed --seed + i. These
+                 folders are what FID tools read (torch-fidelity, clean-fid).
 
 Output names: <name> is the input's file name with the dot of its suffix replaced by "_"
 (`photo.jpg` -> `photo_jpg_mask.png`), so `a.png` and `a.jpg` never share outputs. Where a name
@@ -38,7 +42,13 @@ from absl import app, flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 
-from onegan_tf.serving.image_files import MAX_PIXELS, TASKS, predict, short  # noqa: E402
+from onegan_tf.serving.image_files import (  # noqa: E402
+    MAX_PIXELS,
+    TASKS,
+    generate_images,
+    predict,
+    short,
+)
 
 FLAGS = flags.FLAGS
 
@@ -48,13 +58,18 @@ def define_flags():
     flags.DEFINE_list("input", None, "image files and/or directories (comma-separated)")
     flags.DEFINE_enum("task", "segment", TASKS, "what to compute")
     flags.DEFINE_string("output", None, "output directory")
-    flags.DEFINE_integer("child_id", None, "target child cluster for --task=translate")
+    flags.DEFINE_integer("child_id", None, "target child cluster for --task=translate; the one "
+                         "code for --task=generate (default: every code)")
+    flags.DEFINE_integer("count", 10, "--task=generate: images per code")
+    flags.DEFINE_integer("seed", 0, "--task=generate: the seed of each code's first image")
     flags.DEFINE_integer("batch_size", 16, "images per call")
     flags.DEFINE_integer("max_pixels", MAX_PIXELS,
                          "skip images of more pixels than this (checked on the file header)")
 
 
 def main(argv):
+    if FLAGS.task == "generate":
+        return main_generate(argv)
     files = argv[1:]  # positional arguments are inputs too (shell globs)
     missing = [f"--{name}" for name in ("model", "output") if not FLAGS[name].value]
     if missing or not (FLAGS.input or files):
@@ -75,6 +90,26 @@ def main(argv):
     if not done:
         print(f"error: none of the {skipped} inputs could be processed", file=sys.stderr)
     return 1 if skipped else 0
+
+
+def main_generate(argv):
+    missing = [f"--{name}" for name in ("model", "output") if not FLAGS[name].value]
+    if missing:
+        print(f"error: {', '.join(missing)} required", file=sys.stderr)
+        return 2
+    if FLAGS.input or len(argv) > 1:
+        print("error: --task=generate takes no input images", file=sys.stderr)
+        return 2
+    try:
+        result = generate_images(
+            FLAGS.model, FLAGS.output, FLAGS.count,
+            None if FLAGS.child_id is None else [FLAGS.child_id], seed=FLAGS.seed,
+            batch_size=FLAGS.batch_size, log=lambda m: print(m, file=sys.stderr))
+    except (ValueError, OSError) as error:
+        print(f"error: {short(str(error), 400)}", file=sys.stderr)
+        return 2
+    print(f"generated {result['count']} images in {FLAGS.output}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -31,6 +31,10 @@ class ServedModel:
     def num_children(self) -> int:
         return int(self._signature("cluster").structured_outputs["child_probs"].shape[-1])
 
+    @property
+    def num_parents(self) -> int:
+        return int(self._signature("cluster").structured_outputs["parent_probs"].shape[-1])
+
     def _signature(self, name: str):
         if name not in self.signatures:
             raise ValueError(f"{self.path}: no signature {name!r}; it has "

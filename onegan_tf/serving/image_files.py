@@ -1,6 +1,6 @@
 """Running an exported OneGAN over image files: the library of `python -m onegan_tf.predict`
 (listing inputs, output names, bounded-memory decoding, writing masks, overlays, clusters.csv,
-backgrounds and translations)."""
+backgrounds and translations), and writing generated images to disk (`generate_images`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import io
 import warnings
 from pathlib import Path
 
-TASKS = ("segment", "cluster", "remove_object", "translate")
+IMAGE_TASKS = ("segment", "cluster", "remove_object", "translate")  # on input images
+TASKS = IMAGE_TASKS + ("generate",)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 OVERLAY_COLOR = (255, 64, 0)
 MAX_PIXELS = 50_000_000  # default --max_pixels
@@ -155,8 +156,9 @@ def predict(model, inputs: list[str], task: str, output_dir, child_id: int | Non
     [input paths]}. Raises ValueError for bad arguments (before any output)."""
     from onegan_tf.serving import client  # TensorFlow only when predicting
 
-    if task not in TASKS:
-        raise ValueError(f"--task={task}: choose one of {', '.join(TASKS)}")
+    if task not in IMAGE_TASKS:
+        raise ValueError(f"--task={task}: choose one of {', '.join(IMAGE_TASKS)} (generate: "
+                         "generate_images)")
     if task == "translate" and child_id is None:
         raise ValueError("--task=translate needs --child_id (the target child cluster)")
     if max_pixels < 1:
@@ -223,3 +225,55 @@ def predict(model, inputs: list[str], task: str, output_dir, child_id: int | Non
             writer.writerows(rows)
         written.append(table)
     return {"written": written, "skipped": skipped, "processed": processed}
+
+
+def generate_images(model, output_dir, count: int, child_ids=None, seed: int = 0,
+                    batch_size: int = 64, log=print, progress: bool = True) -> dict:
+    """Writes `count` generated images per code as 8-bit PNGs at the model's resolution, for
+    FID tools that read folders (torch-fidelity, clean-fid): OUT/child<C>_<seed>.png, flat, and
+    OUT/generated.csv (file, child, parent, seed).
+
+    Image i of every code is drawn with seed `seed + i` (the `generate` signature: z from the
+    seed alone), so column i of all codes shares one z. `child_ids`: the codes (default all).
+    `model`: an export version directory or a loaded `client.ServedModel`. Returns
+    {"written": [paths], "count": images written}. ValueError for bad arguments, before any
+    output."""
+    from onegan_tf.serving import client  # TensorFlow only when generating
+
+    if count < 1:
+        raise ValueError(f"--count={count}: must be at least 1")
+    if not isinstance(model, client.ServedModel):
+        model = client.ServedModel(model)
+    import keras
+    import numpy as np
+
+    children, parents = model.num_children, model.num_parents
+    codes = list(range(children)) if child_ids is None else [int(c) for c in child_ids]
+    bad = [c for c in codes if not 0 <= c < children]
+    if bad or not codes:
+        raise ValueError(f"--child_id={','.join(map(str, bad)) or '(none)'}: the model has "
+                         f"children 0..{children - 1}")
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    width = len(str(seed + count - 1))
+    jobs = [(c, seed + i) for c in codes for i in range(count)]
+    written, rows = [], []
+    bar = keras.utils.Progbar(len(jobs), unit_name="image") if progress else None
+    for start in range(0, len(jobs), batch_size):
+        batch = jobs[start:start + batch_size]
+        out = model("generate", child_id=np.array([c for c, _ in batch], np.int32),
+                    seed=np.array([s for _, s in batch], np.int32))
+        for (child, image_seed), image in zip(batch, out["image"]):
+            path = output / f"child{child}_{image_seed:0{width}d}.png"
+            to_png(image, path)
+            written.append(path)
+            rows.append([path.name, child, child * parents // children, image_seed])
+        if bar is not None:
+            bar.update(min(start + batch_size, len(jobs)))
+    table = output / "generated.csv"
+    with open(table, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "child", "parent", "seed"])
+        writer.writerows(rows)
+    log(f"wrote {len(rows)} generated images ({count} per code, {len(codes)} codes) to {output}")
+    return {"written": written + [table], "count": len(rows)}

@@ -28,7 +28,6 @@ from onegan_tf import fileio
 from onegan_tf.serving import signatures, tflite
 from onegan_tf.training import loop, rundir
 
-
 KERAS_FILE = "onegan.keras"  # beside the SavedModel: keras.saving.load_model(<N>/onegan.keras)
 
 
