@@ -31,13 +31,18 @@ from absl import app, flags
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 FLAGS = flags.FLAGS
+FID_SAMPLES = 10_000  # the usual sample count of the reference FID protocol
 
 
 def define_flags():
     flags.DEFINE_string("run_dir", None, "training run directory (config.json + checkpoints/)")
     flags.DEFINE_integer("examples", 2048, "held-out images to evaluate on (real data: up to "
                          "as many as the held-out split has)")
-    flags.DEFINE_integer("generated", None, "generated images for FID/IS (default: --examples)")
+    flags.DEFINE_integer("generated", None, "generated images for FID/IS (default: --examples; "
+                         "--fid_samples with an InceptionV3 evaluator)")
+    flags.DEFINE_integer("fid_samples", FID_SAMPLES,
+                         "InceptionV3 evaluator (--evaluator_weights): generated images and "
+                         "training objects compared by FID (the reference protocol)")
     flags.DEFINE_string("evaluator_weights", None,
                         "local evaluator file for FID/IS on real data: a fine-tuned .keras "
                         "from python -m onegan_tf.evaluator, or ImageNet InceptionV3 .h5")
@@ -50,8 +55,13 @@ def define_flags():
 
 def evaluate_run(run_dir, *, examples: int = 2048, generated: int | None = None,
                  evaluator_weights: str | None = None, evaluator_cache: str | None = None,
-                 data_dir: str | None = None, seed: int = 0, log=print) -> dict:
-    """Evaluates the newest checkpoint of `run_dir`; writes metrics.json and metrics.md."""
+                 data_dir: str | None = None, seed: int = 0, fid_samples: int = FID_SAMPLES,
+                 log=print) -> dict:
+    """Evaluates the newest checkpoint of `run_dir`; writes metrics.json and metrics.md.
+
+    With an InceptionV3 evaluator (`evaluator_weights`), FID follows the reference protocol:
+    `fid_samples` generated images (unless `generated` says otherwise) against as many
+    training objects, 8-bit images, unbiased covariances (report.py)."""
     from onegan_tf import data, fileio
     from onegan_tf.evaluation import grids, networks, report
     from onegan_tf.training import loop, rundir
@@ -93,7 +103,16 @@ def evaluate_run(run_dir, *, examples: int = 2048, generated: int | None = None,
         skipped.append("shape accuracy of generated masks: only the synthetic data has "
                        "known shape families")
 
-    results = report.evaluate(model.ema, batch, judge, generated, seed, shape_judge)
+    reference = None
+    if judge is not None and judge.reference_protocol:
+        if fid_samples < 2:
+            raise ValueError(f"--fid_samples={fid_samples}: need at least 2")
+        generated = generated or fid_samples
+        log(f"FID reference: InceptionV3 features of {fid_samples} training objects")
+        reference = report.training_reference_features(
+            judge, data.training_dataset(config).as_numpy_iterator(), fid_samples)
+    results = report.evaluate(model.ema, batch, judge, generated, seed, shape_judge,
+                              reference)
     figure_dir = os.path.join(run_dir, "figures")
     try:
         os.makedirs(figure_dir, exist_ok=True)
@@ -121,7 +140,7 @@ def main(argv):
         evaluate_run(FLAGS.run_dir, examples=FLAGS.examples, generated=FLAGS.generated,
                      evaluator_weights=FLAGS.evaluator_weights,
                      evaluator_cache=FLAGS.evaluator_cache, data_dir=FLAGS.data_dir,
-                     seed=FLAGS.seed)
+                     seed=FLAGS.seed, fid_samples=FLAGS.fid_samples)
     except (ValueError, FileNotFoundError, OSError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

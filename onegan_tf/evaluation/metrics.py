@@ -108,14 +108,15 @@ def centred_ellipse_masks(count: int, size: int, fraction: float = 0.5) -> np.nd
 # with it the bound, hold exactly for the sample statistics.
 
 
-def gaussian_statistics(features) -> tuple[np.ndarray, np.ndarray]:
-    """Mean [D] and covariance [D, D] (1/n normalisation) of features [N, D], in float64."""
+def gaussian_statistics(features, unbiased: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Mean [D] and covariance [D, D] of features [N, D], in float64: 1/n normalisation, or
+    1/(n-1) with `unbiased` (the reference FID implementations' np.cov)."""
     features = np.asarray(features, np.float64)
     if features.ndim != 2 or len(features) < 2:
         raise ValueError(f"need features [N >= 2, D], got shape {features.shape}")
     mean = features.mean(0)
     centred = features - mean
-    return mean, centred.T @ centred / len(features)
+    return mean, centred.T @ centred / (len(features) - 1 if unbiased else len(features))
 
 
 def _trace_sqrt_product(cov1, cov2) -> float:
@@ -138,10 +139,18 @@ def frechet_distance(mean1, cov1, mean2, cov2) -> float:
     return float(max(distance, 0.0))
 
 
-def fid(real_features, generated_features) -> float:
-    """Frechet distance of Gaussians fitted to two feature sets [N, D]."""
-    return frechet_distance(*gaussian_statistics(real_features),
-                            *gaussian_statistics(generated_features))
+def fid(real_features, generated_features, unbiased: bool = False) -> float:
+    """Frechet distance of Gaussians fitted to two feature sets [N, D] (covariances 1/n, or
+    1/(n-1) with `unbiased`, as the reference implementation computes FID)."""
+    return frechet_distance(*gaussian_statistics(real_features, unbiased),
+                            *gaussian_statistics(generated_features, unbiased))
+
+
+def quantised(images) -> np.ndarray:
+    """Images in [-1, 1] as the 8-bit PNGs a reference FID tool would read, back in [-1, 1]:
+    round((x + 1) * 127.5) / 127.5 - 1."""
+    levels = np.round((np.clip(np.asarray(images, np.float32), -1, 1) + 1) * 127.5)
+    return (levels / 127.5 - 1).astype(np.float32)
 
 
 def _class_statistics(features, labels, classes):

@@ -120,6 +120,9 @@ class Evaluator(_SizedModel):
     def __init__(self, model: keras.Model, name: str, info: dict | None = None):
         super().__init__(model, info)
         self.name = name
+        # InceptionV3 evaluators follow the reference FID protocol (report.py): 8-bit images,
+        # unbiased covariances, training objects as the reference set.
+        self.reference_protocol = name.startswith("inception")
 
     def _forward(self, images):
         features, probs = self.model(self._resized(images), training=False)

@@ -167,15 +167,35 @@ def _object_removal(removed, images, clean, masks) -> dict:
                           "mean_colour_fill": {"l1": fill_l1, "psnr": fill_psnr}}}
 
 
-def _evaluator_metrics(evaluator, generated: dict, examples: dict) -> tuple[dict, dict]:
+REFERENCE_PROTOCOL = ("InceptionV3 pool features (2048-d) at 299 px of 8-bit images, unbiased "
+                      "covariances, {generated} generated images against {reference} training "
+                      "objects")
+IN_PROJECT_PROTOCOL = ("{evaluator} features of {generated} generated against {reference} "
+                       "held-out images (comparable only within this project)")
+
+
+def _evaluator_metrics(evaluator, generated: dict, examples: dict,
+                       reference_features=None) -> tuple[dict, dict]:
     """FID / IS / CIS / WCIS / CFID and the diversity within a code of the generated images,
     and the real images' own scores (FID between their halves, IS, CIS, WCIS, the evaluator's
-    accuracy). -> (generated section entries, real-data reference entries)."""
-    real_features, real_probs = evaluator(examples["image"])
+    accuracy). -> (generated section entries, real-data reference entries).
+
+    An InceptionV3 evaluator (`reference_protocol`) follows the reference FID protocol: images
+    quantised to 8 bits as PNGs would be, unbiased covariances, and `reference_features` (of
+    training objects, `training_reference_features`) as the real set when given."""
+    protocol = getattr(evaluator, "reference_protocol", False)
+    prepare = metrics.quantised if protocol else np.asarray
+    real_features, real_probs = evaluator(prepare(examples["image"]))
     conditions = generated["child"]
-    gen_features, gen_probs = evaluator(generated["image"])
+    gen_features, gen_probs = evaluator(prepare(generated["image"]))
     cis = metrics.conditional_inception_score(gen_probs, conditions)
-    out = {"evaluator": evaluator.name, "fid": metrics.fid(real_features, gen_features),
+    fid_real = real_features if reference_features is None else reference_features
+    text = REFERENCE_PROTOCOL if protocol and reference_features is not None \
+        else IN_PROJECT_PROTOCOL
+    out = {"evaluator": evaluator.name,
+           "fid": metrics.fid(fid_real, gen_features, unbiased=protocol),
+           "fid_protocol": text.format(evaluator=evaluator.name, generated=len(gen_features),
+                                       reference=len(fid_real)),
            "is": metrics.inception_score(gen_probs), "cis": cis["bcis"], "wcis": cis["wcis"]}
     half = len(real_features) // 2
     reference = {"fid_split_halves": metrics.fid(real_features[:half], real_features[half:]),
@@ -232,8 +252,25 @@ def _shape_accuracy(shape_classifier, generated: dict, examples: dict,
     return out, reference
 
 
+def training_reference_features(evaluator, batches, count: int) -> np.ndarray:
+    """Evaluator features [count, D] of the first `count` training objects of `batches` (an
+    iterable of dicts with "image" in [-1, 1], e.g. data.training_dataset), quantised to 8 bits
+    for a reference-protocol evaluator; streamed, so only the features are kept."""
+    prepare = metrics.quantised if getattr(evaluator, "reference_protocol", False) \
+        else np.asarray
+    features, seen = [], 0
+    for batch in batches:
+        images = np.asarray(batch["image"])[:count - seen]
+        features.append(evaluator(prepare(images))[0])
+        seen += len(images)
+        if seen >= count:
+            return np.concatenate(features)
+    raise ValueError(f"the training data has only {seen} images; the FID reference needs "
+                     f"{count} (lower --fid_samples)")
+
+
 def _generation(autoencoder, examples, count, seed, evaluator=None,
-                shape_classifier=None) -> dict:
+                shape_classifier=None, reference_features=None) -> dict:
     """The generation section: the generated masks' area against the true objects' (always),
     the evaluator's metrics (with an evaluator) and the shape accuracy (with a shape
     classifier), and under "real_data" the same measured on the held-out images."""
@@ -242,7 +279,7 @@ def _generation(autoencoder, examples, count, seed, evaluator=None,
            "mask_area": metrics.mask_area_comparison(generated["mask"], examples.get("mask"))}
     reference = {}
     if evaluator is not None:
-        entries, real = _evaluator_metrics(evaluator, generated, examples)
+        entries, real = _evaluator_metrics(evaluator, generated, examples, reference_features)
         out.update(entries)
         reference.update(real)
     if shape_classifier is not None:
@@ -255,11 +292,13 @@ def _generation(autoencoder, examples, count, seed, evaluator=None,
 
 
 def evaluate(autoencoder: AutoEncoder, examples: dict, evaluator=None,
-             generated: int | None = None, seed: int = 0, shape_classifier=None) -> dict:
+             generated: int | None = None, seed: int = 0, shape_classifier=None,
+             reference_features=None) -> dict:
     """The paper's Tables 1-2 metrics (and object removal, the diversity within a code, the
     shape accuracy and area of generated masks) for held-out `examples` (numpy, from
     data.evaluation_batch); each section only where its ground truth exists. `generated`
-    images (default as many as the examples) are drawn for the generation section."""
+    images (default as many as the examples) are drawn for the generation section; FID
+    compares them with `reference_features` when given (else with the examples)."""
     images = np.asarray(examples["image"], np.float32)
     out = infer_in_batches(autoencoder, images)
     results = {"examples": int(len(images)),
@@ -280,7 +319,7 @@ def evaluate(autoencoder: AutoEncoder, examples: dict, evaluator=None,
                                                     np.asarray(examples["background"]),
                                                     np.asarray(examples["mask"]))
     results["generation"] = _generation(autoencoder, examples, generated or len(images), seed,
-                                        evaluator, shape_classifier)
+                                        evaluator, shape_classifier, reference_features)
     return results
 
 
@@ -371,6 +410,8 @@ def _generation_rows(gen: dict, row, lines: list) -> list[str]:
             f" (accuracy on the real held-out labels {ref['evaluator_accuracy']:.3f})"
             if "evaluator_accuracy" in ref else "")
     notes.append(text + ".")
+    if "fid_protocol" in gen:
+        notes.append(f"FID: {gen['fid_protocol']}.")
     if "diversity" in gen:
         notes.append(f"Diversity: mean evaluator-feature distance "
                      f"{gen['diversity_generated']:.3f} between images generated for one code, "

@@ -25,7 +25,8 @@ from pathlib import Path
 import tensorflow as tf
 
 from onegan_tf import fileio
-from onegan_tf.serving import signatures, tflite
+from onegan_tf.serving import signatures
+from onegan_tf.serving import tflite as tflite_lib  # (`tflite` is the keyword argument)
 from onegan_tf.training import loop, rundir
 
 KERAS_FILE = "onegan.keras"  # beside the SavedModel: keras.saving.load_model(<N>/onegan.keras)
@@ -40,7 +41,8 @@ def next_version(base: Path) -> int:
 
 def export_autoencoder(autoencoder, export_dir: str | Path, *, tflite: bool = False,
                        representative=None, manifest: dict | None = None, log=print,
-                       tflite_signatures=tflite.SIGNATURES, tflite_modes=tflite.MODES) -> Path:
+                       tflite_signatures=tflite_lib.SIGNATURES,
+                       tflite_modes=tflite_lib.MODES) -> Path:
     """Writes autoencoder (the EMA AutoEncoder) as version N of export_dir; returns its path.
 
     tflite: also convert `tflite_signatures` x `tflite_modes` (int8 needs `representative`
@@ -69,13 +71,13 @@ def export_autoencoder(autoencoder, export_dir: str | Path, *, tflite: bool = Fa
         if tflite:
             (tmp / "tflite").mkdir()
             source = tmp / "tflite" / ".source"
-            tflite.save_tflite_source(autoencoder, source, tflite_signatures)
+            tflite_lib.save_tflite_source(autoencoder, source, tflite_signatures)
             for signature in tflite_signatures:
                 for mode in tflite_modes:
                     if mode == "int8" and representative is None:
                         continue
                     try:
-                        flat = tflite.convert_tflite(source, signature, mode, representative)
+                        flat = tflite_lib.convert_tflite(source, signature, mode, representative)
                     except Exception as error:  # report and go on: segment may not convert
                         log(f"warning: TFLite {signature} {mode} not converted: "
                             f"{str(error).splitlines()[0][:300]}")
@@ -124,7 +126,7 @@ def export_run(run_dir: str | Path, export_dir: str | Path, *, tflite: bool = Fa
     representative = None
     if tflite:
         try:
-            representative = tflite.representative_images(model.config, representative_examples)
+            representative = tflite_lib.representative_images(model.config, representative_examples)
         except NotImplementedError as error:
             log(f"warning: no int8 TFLite models: {error}")
     manifest = {"run_dir": str(Path(run_dir).resolve()), "checkpoint": checkpoint.name,
