@@ -44,3 +44,16 @@ def reducible_logs(logs: dict) -> dict:
     from keras import ops
 
     return {k: ops.reshape(v, (1,)) for k, v in logs.items()}
+
+
+def keras_file_bytes(model) -> bytes:
+    """What `model.save("x.keras")` writes, as bytes (then written by `fileio.atomic_write`).
+    Keras 3.15's public `keras.saving.save_model` accepts only paths ending in .keras, though
+    the archive writer underneath (`saving_lib.save_model`) takes a file object."""
+    import io
+
+    from keras.src.saving import saving_lib
+
+    buffer = io.BytesIO()
+    saving_lib.save_model(model, buffer)
+    return buffer.getvalue()

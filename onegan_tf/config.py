@@ -200,7 +200,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     # The default demo on the built-in synthetic data (about 25 minutes on 2 CPU cores).
     # Objects cover 9-30% of a shapes image: an area prior of at most 50% rules out the
-    # inverted-mask solution (see README).
+    # inverted-mask solution (docs/design.md).
     "shapes": dict(mask_area_max=0.5),
     "cub": dict(_PAPER, dataset="cub", num_children=200, num_parents=20),
     "dogs": dict(_PAPER, dataset="dogs", num_children=120, num_parents=12),

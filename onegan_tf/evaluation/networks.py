@@ -23,7 +23,6 @@ diversity) and class probabilities (for the Inception scores):
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 import os
 from pathlib import Path
@@ -33,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from onegan_tf import fileio
-from onegan_tf.compat import weights_bytes
+from onegan_tf.compat import keras_file_bytes, weights_bytes
 from onegan_tf.config import Config
 
 SHAPES_CLASSES = 12  # shapes.render_objects: 4 parents x 3 children
@@ -360,7 +359,5 @@ def finetune(config: Config, init_weights: str | None, output: str | Path, *, st
     log(f"fine-tuning InceptionV3 on {config.dataset} ({classes} classes) for {steps} steps")
     history = classifier.fit(train, steps_per_epoch=steps, epochs=1, verbose=2)
     log(f"final training accuracy {history.history['accuracy'][-1]:.3f}")
-    buffer = io.BytesIO()
-    keras.saving.save_model(model, buffer)
-    fileio.atomic_write(output, buffer.getvalue())
+    fileio.atomic_write(output, keras_file_bytes(model))
     return output
