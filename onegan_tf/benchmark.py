@@ -20,21 +20,27 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 
 from absl import app, flags  # noqa: E402
 
+from onegan_tf import cli  # noqa: E402
 from onegan_tf import config as config_lib  # noqa: E402
 from onegan_tf.training import distribute
 
 PHASE_PATHS = {1: ("generation",), 2: ("generation", "fake"), 3: ("generation", "fake", "real")}
 
-flags.DEFINE_string("preset", "cub", f"preset to size the model: {', '.join(config_lib.PRESETS)}")
-flags.DEFINE_multi_integer("phase", [3], "1, 2 or 3 (repeatable: --phase=1 --phase=3)")
-flags.DEFINE_integer("steps", 10, "timed iterations")
-flags.DEFINE_integer("warmup", 2, "untimed iterations after tracing")
-flags.DEFINE_integer("batch", None, "global batch size (default: the preset's)")
-flags.DEFINE_boolean("jit_compile", False, "compile the step with XLA")
-flags.DEFINE_string("mixed_precision", "float32", "float32, mixed_float16 or mixed_bfloat16")
-flags.DEFINE_string("strategy", "default", "default, mirrored or multi_worker")
-flags.DEFINE_string("json_out", None, "also write the results as JSON to this file")
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """The CLI's flags (defined only when run as a program, so the module imports freely)."""
+    flags.DEFINE_enum("preset", "cub", list(config_lib.PRESETS), "preset to size the model")
+    flags.DEFINE_multi_integer("phase", [3], "1, 2 or 3 (repeatable: --phase=1 --phase=3)")
+    flags.DEFINE_integer("steps", 10, "timed iterations")
+    flags.DEFINE_integer("warmup", 2, "untimed iterations after tracing")
+    flags.DEFINE_integer("batch", None, "global batch size (default: the preset's)")
+    flags.DEFINE_boolean("jit_compile", False, "compile the step with XLA")
+    flags.DEFINE_enum("mixed_precision", "float32", config_lib.MIXED_PRECISION,
+                      "Keras dtype policy")
+    flags.DEFINE_enum("strategy", "default", config_lib.STRATEGIES, "tf.distribute strategy")
+    flags.DEFINE_string("json_out", None, "also write the results as JSON to this file")
 
 
 def matmul_peak_flops(n: int = 2048, repeats: int = 10) -> float:
@@ -176,5 +182,11 @@ def main(argv):
     return 0
 
 
+def run():
+    """Entry point, as `python -m onegan_tf.benchmark`."""
+    define_flags()
+    cli.run(main)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -17,6 +17,14 @@ NORMALIZATIONS = ("glu_layernorm", "glu_instancenorm", "layernorm", "instancenor
 D_NORMALIZATIONS = ("none", "layernorm")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 MIXED_PRECISION = ("float32", "mixed_float16", "mixed_bfloat16")
+# The fields that take one of a fixed set of names (enum flags on the command line).
+CHOICES = {"dataset": DATASETS, "norm": NORMALIZATIONS, "d_norm": D_NORMALIZATIONS,
+           "strategy": STRATEGIES, "mixed_precision": MIXED_PRECISION}
+
+
+def choice_error(flag: str, value: Any, choices) -> str | None:
+    """The message for a value outside `choices` (None when it is one), naming the flag."""
+    return None if value in choices else f"--{flag}={value!r}: choose one of {', '.join(choices)}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,16 +139,9 @@ class Config:
             if field.type in ("float", float) and not (
                     isinstance(value, (int, float)) and math.isfinite(value)):
                 fail(field.name, "must be a finite number")
-        if self.dataset not in DATASETS:
-            fail("dataset", f"unknown dataset; choose one of {', '.join(DATASETS)}")
-        if self.norm not in NORMALIZATIONS:
-            fail("norm", f"choose one of {', '.join(NORMALIZATIONS)}")
-        if self.d_norm not in D_NORMALIZATIONS:
-            fail("d_norm", f"choose one of {', '.join(D_NORMALIZATIONS)}")
-        if self.strategy not in STRATEGIES:
-            fail("strategy", f"choose one of {', '.join(STRATEGIES)}")
-        if self.mixed_precision not in MIXED_PRECISION:
-            fail("mixed_precision", f"choose one of {', '.join(MIXED_PRECISION)}")
+        for field, choices in CHOICES.items():
+            if error := choice_error(field, getattr(self, field), choices):
+                raise ValueError(error)
         size = self.image_size
         if size < 16 or size > 512 or size & (size - 1):
             fail("image_size", "must be a power of two between 16 and 512")
@@ -209,6 +210,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset(name: str, **overrides: Any) -> Config:
-    if name not in PRESETS:
-        raise ValueError(f"--preset={name!r}: unknown preset; choose one of {', '.join(PRESETS)}")
+    if error := choice_error("preset", name, PRESETS):
+        raise ValueError(error)
     return Config(**{**PRESETS[name], **overrides}).validated()

@@ -30,6 +30,8 @@ from absl import app, flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from onegan_tf import cli  # noqa: E402
+
 FLAGS = flags.FLAGS
 FID_SAMPLES = 10_000  # the usual sample count of the reference FID protocol
 
@@ -148,6 +150,11 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def run():
+    """The `onegan-evaluate` console script."""
     define_flags()
-    app.run(main)
+    cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

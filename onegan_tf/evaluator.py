@@ -17,11 +17,12 @@ from absl import app, flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 
+from onegan_tf import cli  # noqa: E402
+
 FLAGS = flags.FLAGS
 
 
 def main(argv):
-    from onegan_tf import cli
     from onegan_tf.evaluation.networks import finetune
 
     if len(argv) > 1:
@@ -43,7 +44,6 @@ def main(argv):
 
 
 def define_flags():
-    from onegan_tf import cli
     cli.define_config_flags()
     flags.DEFINE_string("init_weights", None, "InceptionV3 weights to start from (a local "
                         "ImageNet .h5, with or without the top); default random")
@@ -54,6 +54,11 @@ def define_flags():
     flags.DEFINE_float("finetune_learning_rate", 1e-4, "Adam learning rate")
 
 
-if __name__ == "__main__":
+def run():
+    """Entry point, as `python -m onegan_tf.evaluator`."""
     define_flags()
-    app.run(main)
+    cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

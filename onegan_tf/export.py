@@ -17,6 +17,8 @@ from absl import app, flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 
+from onegan_tf import cli  # noqa: E402
+
 FLAGS = flags.FLAGS
 
 
@@ -52,6 +54,11 @@ def define_flags():
                          "training images used to calibrate the int8 TFLite models")
 
 
-if __name__ == "__main__":
+def run():
+    """The `onegan-export` console script."""
     define_flags()
-    app.run(main)
+    cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -38,10 +38,11 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 
+from onegan_tf import cli  # noqa: E402
 from onegan_tf.serving.image_files import (  # noqa: E402
     MAX_PIXELS,
     TASKS,
@@ -112,6 +113,11 @@ def main_generate(argv):
     return 0
 
 
-if __name__ == "__main__":
+def run():
+    """The `onegan-predict` console script."""
     define_flags()
-    app.run(main)
+    cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

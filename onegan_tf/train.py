@@ -1,4 +1,5 @@
-"""Train OneGAN: `python -m onegan_tf.train [--flagfile=flags/cub.flags] [--FIELD=VALUE ...]`.
+"""Train OneGAN: `python -m onegan_tf.train [--flagfile=flags/cub.flags] [--FIELD=VALUE ...]`
+(installed: `onegan-train --preset=cub [--FIELD=VALUE ...]`).
 
 With no flags it trains the `shapes` demo on the built-in synthetic data into runs/shapes.
 Running the same command again resumes from the last checkpoint.
@@ -13,16 +14,18 @@ from absl import app, flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 
-from onegan_tf import (
-    cli,  # noqa: E402
-    )
+from onegan_tf import cli  # noqa: E402
 
-flags.DEFINE_boolean("dry_run", False, "print the resolved config and exit")
-flags.DEFINE_boolean("restart_unreadable", False,
-                     "when the run dir holds checkpoints and none can be restored, move them to "
-                     "checkpoints/damaged/ and start over (default: stop with an error)")
-cli.define_config_flags()
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """The CLI's flags (defined only when run as a program, so the module imports freely)."""
+    flags.DEFINE_boolean("dry_run", False, "print the resolved config and exit")
+    flags.DEFINE_boolean("restart_unreadable", False,
+                         "when the run dir holds checkpoints and none can be restored, move them "
+                         "to checkpoints/damaged/ and start over (default: stop with an error)")
+    cli.define_config_flags()
 
 
 def main(argv):
@@ -57,5 +60,11 @@ def main(argv):
     return 0
 
 
+def run():
+    """The `onegan-train` console script."""
+    define_flags()
+    cli.run(main)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -152,6 +152,9 @@ def test_rule(path: Path) -> str:
             deps.add(f":{helper.stem}")
     if path.name == "test_bazel_build.py":
         data += ["BUILD", "tools/generate_build.py"]
+    if path.name == "test_packaging.py":  # builds a wheel of every module
+        data += ["README.md", "requirements.txt"]
+        deps.add(":onegan_tf")
     size = "small" if path.name == "test_bazel_build.py" else (
         "large" if builds_models(path) else "medium")
     attrs = dict(name=path.stem, size=size, srcs=[relative, "tests/pytest_main.py"],
