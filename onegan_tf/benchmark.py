@@ -182,10 +182,7 @@ def main(argv):
     return 0
 
 
-def run():
-    """Entry point, as `python -m onegan_tf.benchmark`."""
-    define_flags()
-    cli.run(main)
+run = cli.command(main, define_flags)  # the console script
 
 
 if __name__ == "__main__":

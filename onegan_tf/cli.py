@@ -243,3 +243,34 @@ def run(main) -> None:
     for name, short_name in (("help", "?"), ("helpshort", None)):
         flags.DEFINE_flag(_HelpFlag(name, short_name, module), module_name="absl.app")
     app.run(main, flags_parser=_parse_flags)
+
+
+def command(main, define_flags):
+    """The entry function of a command module (its console script, and `__main__`): defines
+    the module's flags, then `run(main)`."""
+
+    def entry() -> None:
+        define_flags()
+        run(main)
+
+    entry.__doc__ = f"python -m {main.__module__}"
+    return entry
+
+
+def missing_arguments(argv, *required: str, note: str = "") -> bool:
+    """A command's own check of its command line: positional arguments are a usage error
+    (absl's UsageError); each flag of `required` must be set, else one line "error: --x is
+    required" on stderr and True (the caller exits 2)."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    missing = [f"--{name}" for name in required if not FLAGS[name].value]
+    if missing:
+        print(f"error: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required"
+              + (f" {note}" if note else ""), file=sys.stderr)
+    return bool(missing)
+
+
+def failed(error) -> int:
+    """Reports an error that ends a command (one line on stderr); returns exit status 2."""
+    print(f"error: {error}", file=sys.stderr)
+    return 2

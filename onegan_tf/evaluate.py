@@ -23,10 +23,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -133,10 +132,7 @@ def evaluate_run(run_dir, *, examples: int = 2048, generated: int | None = None,
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not FLAGS.run_dir:
-        print("error: --run_dir is required", file=sys.stderr)
+    if cli.missing_arguments(argv, "run_dir"):
         return 2
     try:
         evaluate_run(FLAGS.run_dir, examples=FLAGS.examples, generated=FLAGS.generated,
@@ -144,16 +140,12 @@ def main(argv):
                      evaluator_cache=FLAGS.evaluator_cache, data_dir=FLAGS.data_dir,
                      seed=FLAGS.seed, fid_samples=FLAGS.fid_samples)
     except (ValueError, FileNotFoundError, OSError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.failed(error)
     print(f"wrote {os.path.join(FLAGS.run_dir, 'metrics.json')} and metrics.md")
     return 0
 
 
-def run():
-    """The `onegan-evaluate` console script."""
-    define_flags()
-    cli.run(main)
+run = cli.command(main, define_flags)  # the console script
 
 
 if __name__ == "__main__":

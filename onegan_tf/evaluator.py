@@ -11,9 +11,8 @@ networks themselves: `onegan_tf/evaluation/networks.py`.
 from __future__ import annotations
 
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 
@@ -25,10 +24,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     from onegan_tf.evaluation.networks import finetune
 
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not FLAGS.output:
-        print("error: --output is required (a .keras file)", file=sys.stderr)
+    if cli.missing_arguments(argv, "output", note="(a .keras file)"):
         return 2
     try:
         config = cli.config_from_flags()
@@ -37,8 +33,7 @@ def main(argv):
                         image_size=FLAGS.evaluator_image_size,
                         learning_rate=FLAGS.finetune_learning_rate)
     except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.failed(error)
     print(f"wrote {path}; use it with python -m onegan_tf.evaluate --evaluator_weights={path}")
     return 0
 
@@ -54,10 +49,7 @@ def define_flags():
     flags.DEFINE_float("finetune_learning_rate", 1e-4, "Adam learning rate")
 
 
-def run():
-    """Entry point, as `python -m onegan_tf.evaluator`."""
-    define_flags()
-    cli.run(main)
+run = cli.command(main, define_flags)  # the console script
 
 
 if __name__ == "__main__":

@@ -10,10 +10,9 @@ missing or unusable run directory, non-finite weights or a file-system failure.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 
@@ -23,10 +22,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not FLAGS.run_dir:
-        print("error: --run_dir is required", file=sys.stderr)
+    if cli.missing_arguments(argv, "run_dir"):
         return 2
     export_dir = FLAGS.export_dir or os.path.join(
         "export", Path(FLAGS.run_dir).resolve().name)
@@ -36,8 +32,7 @@ def main(argv):
         path = export_run(FLAGS.run_dir, export_dir, tflite=FLAGS.tflite,
                           representative_examples=FLAGS.representative_examples)
     except (ValueError, FileNotFoundError, OSError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.failed(error)
     print(f"exported {path}")
     for tfl in sorted((path / "tflite").glob("*.tflite")) if FLAGS.tflite else []:
         print(f"  {tfl.relative_to(path)}  {tfl.stat().st_size / 1e6:.2f} MB")
@@ -54,10 +49,7 @@ def define_flags():
                          "training images used to calibrate the int8 TFLite models")
 
 
-def run():
-    """The `onegan-export` console script."""
-    define_flags()
-    cli.run(main)
+run = cli.command(main, define_flags)  # the console script
 
 
 if __name__ == "__main__":

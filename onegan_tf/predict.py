@@ -113,10 +113,7 @@ def main_generate(argv):
     return 0
 
 
-def run():
-    """The `onegan-predict` console script."""
-    define_flags()
-    cli.run(main)
+run = cli.command(main, define_flags)  # the console script
 
 
 if __name__ == "__main__":

@@ -60,10 +60,7 @@ def main(argv):
     return 0
 
 
-def run():
-    """The `onegan-train` console script."""
-    define_flags()
-    cli.run(main)
+run = cli.command(main, define_flags)  # the console script
 
 
 if __name__ == "__main__":
