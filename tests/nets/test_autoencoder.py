@@ -1,27 +1,30 @@
-"""Shapes, ranges and wiring of every network: generators, encoders, discriminators, AutoEncoder."""
+"""Tests for onegan_tf/nets/autoencoder.py: the generation flow (Eq. 1-5), the reconstruction
+flow and its mixups (Sec. 4.2, Eq. 6-9), the tie rule of the code tree, the straight-through
+one-hot and the AutoEncoder's config.
 
+The networks are the shared, untrained tiny_model's; gradient tests tap its sub-networks (the
+taps are undone after each test).
+"""
+
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from gradient_taps import output_objective, per_example_abs_sum, tap, tap_pre_images_and_bypasses
 
 from onegan_tf import config as config_lib
 from onegan_tf.nets import autoencoder as ae_lib
-from onegan_tf.nets import discriminators, encoders, generators
+from onegan_tf.nets import generators
+from onegan_tf.nets.autoencoder import AutoEncoder, straight_through_one_hot
 from onegan_tf.serving import inference
-from onegan_tf.training import loop
-from onegan_tf.training.trainer import OneGAN
 
-B = 3
+B = 3  # random_images, and the generated batch below
+BATCH = 4  # held_out_images (the tiny batch)
 
 
 @pytest.fixture(scope="module")
 def ae(tiny_model):
     return tiny_model.autoencoder
-
-
-@pytest.fixture(scope="module")
-def images():
-    return tf.random.stateless_uniform((B, 32, 32, 3), (1, 2), -1.0, 1.0)
 
 
 @pytest.fixture(scope="module")
@@ -70,18 +73,6 @@ def test_generated_image_is_the_composite(generated):
     np.testing.assert_allclose(out["image"], expected, atol=1e-6)
 
 
-def test_compose_formula_exact():
-    rng = np.random.default_rng(1)
-    bg = rng.uniform(-1, 1, (2, 4, 4, 3)).astype(np.float32)
-    fg = rng.uniform(-1, 1, (2, 4, 4, 3)).astype(np.float32)
-    mask = rng.uniform(0, 1, (2, 4, 4, 1)).astype(np.float32)
-    compose = lambda b, f, m: np.asarray(  # noqa: E731
-        generators.compose(tf.constant(b), tf.constant(f), tf.constant(m)))
-    np.testing.assert_allclose(compose(bg, fg, mask), bg * (1 - mask) + fg * mask, atol=1e-7)
-    np.testing.assert_array_equal(compose(bg, fg, np.zeros_like(mask)), bg)
-    np.testing.assert_array_equal(compose(bg, fg, np.ones_like(mask)), fg)
-
-
 @pytest.mark.parametrize("num_children, num_parents",
                          [(196, 14), (200, 20), (120, 12), (12, 4), (7, 3), (5, 5), (13, 1)])
 def test_parent_of_tie_rule(num_children, num_parents):
@@ -104,55 +95,8 @@ def test_one_hots(ae, tiny_config):
     np.testing.assert_array_equal(np.argmax(e_c, -1), [0, 11, 6])
 
 
-def test_straight_through_one_hot():
-    logits = tf.constant([[0.1, 2.0, -1.0], [3.0, 0.0, 0.5]])
-    with tf.GradientTape() as tape:
-        tape.watch(logits)
-        hard = ae_lib.straight_through_one_hot(logits)
-        loss = tf.reduce_sum(hard * tf.constant([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]]))
-    np.testing.assert_allclose(hard.numpy(), [[0, 1, 0], [1, 0, 0]], atol=1e-6)
-    grad = tape.gradient(loss, logits).numpy()
-    # Backward = softmax Jacobian: J^T w = p * (w - <p, w>).
-    p = tf.nn.softmax(logits).numpy()
-    w = np.array([1.0, 2.0, 3.0])
-    np.testing.assert_allclose(grad, p * (w - (p * w).sum(-1, keepdims=True)), atol=1e-5)
-
-
-def test_encoder_outputs(ae, images, tiny_config):
-    cfg = tiny_config
-    pre_channels = generators.generator_width(cfg.gf_dim, cfg.bypass_size)
-    shape = ae.shape_encoder(images)
-    expected = {"parent_logits": (B, cfg.num_parents), "parent_mean": (B, cfg.code_dim),
-                "parent_log_var": (B, cfg.code_dim), "bypass": (B, 8, 8, pre_channels),
-                "z_mean": (B, cfg.z_dim), "z_log_var": (B, cfg.z_dim)}
-    assert {k: tuple(v.shape) for k, v in shape.items()} == expected
-    style = ae.style_encoder(images)
-    assert {k: tuple(v.shape) for k, v in style.items()} == {
-        "child_logits": (B, cfg.num_children), "child_mean": (B, cfg.code_dim),
-        "child_log_var": (B, cfg.code_dim)}
-    for out in (shape, style):
-        assert all(v.dtype == tf.float32 for v in out.values())
-    # E_p's bypass has exactly the pre-image's shape (it replaces A_fg in mixup 3).
-    pre = ae.foreground_pre([tf.zeros((B, cfg.code_dim)), tf.zeros((B, cfg.z_dim))])
-    assert shape["bypass"].shape == pre.shape
-    # Each image is encoded independently of the rest of the batch.
-    single = ae.style_encoder(images[1:2])
-    np.testing.assert_allclose(single["child_logits"].numpy(),
-                               style["child_logits"].numpy()[1:2], atol=1e-5)
-
-
-def test_background_encoder_reads_image_and_mask(ae, images, tiny_config):
-    mask = tf.ones((B, 32, 32, 1))
-    bypass = ae.background_encoder([images, mask])
-    pre = ae.background_pre([tf.zeros((B, tiny_config.code_dim)),
-                             tf.zeros((B, tiny_config.z_dim))])
-    assert bypass.shape == pre.shape
-    other = ae.background_encoder([images, tf.zeros_like(mask)])
-    assert np.abs(bypass.numpy() - other.numpy()).max() > 0  # the mask is an input
-    assert ae.background_encoder.trunk.stem.kernel.shape[2] == 4  # RGB + mask channels
-
-
-def test_reconstruct_outputs(ae, images, tiny_config):
+def test_reconstruct_outputs(ae, random_images):
+    images = random_images
     out = ae.reconstruct(images)
     for key in ("image", "foreground", "background"):
         assert out[key].shape == (B, 32, 32, 3) and _in_range(out[key], -1.0, 1.0)
@@ -165,9 +109,10 @@ def test_reconstruct_outputs(ae, images, tiny_config):
     np.testing.assert_allclose(ae(images).get("image").numpy(), out["image"].numpy(), atol=1e-6)
 
 
-def test_reconstruct_betas_select_the_sources(ae, images, tiny_config):
+def test_reconstruct_betas_select_the_sources(ae, random_images):
     """beta = 1 everywhere ignores the embeddings (encoder vectors + bypasses); beta = 0 uses the
     embeddings/pre-images. Zeroing an embedding table therefore matters only for beta = 0."""
+    images = random_images
     ones = {f"beta{i}": tf.ones((B,)) for i in range(1, 5)}
     zeros = {f"beta{i}": tf.zeros((B,)) for i in range(1, 5)}
     table = ae.child_embedding.table
@@ -184,111 +129,142 @@ def test_reconstruct_betas_select_the_sources(ae, images, tiny_config):
                                with_ones["image"].numpy(), atol=1e-6)
 
 
-def test_translation_swaps_the_child_code(ae, images, tiny_config):
-    """Fig. 6: inference.translate re-renders with another child code (beta2 = 0 takes v_c from
-    the embedding of the requested child)."""
-    n = tiny_config.num_children
-    first = inference.translate(ae, images, 0).numpy()
-    second = inference.translate(ae, images, n - 1).numpy()
-    assert first.shape == (B, 32, 32, 3) and _in_range(first, -1.0, 1.0)
-    assert np.abs(first - second).max() > 1e-4
-    per_example = inference.translate(ae, images, tf.constant([0, n - 1, 0])).numpy()
-    np.testing.assert_allclose(per_example[[0, 2]], first[[0, 2]], atol=1e-5)
-    np.testing.assert_allclose(per_example[1], second[1], atol=1e-5)
+# --- reconstruction: the mixups (Eq. 9) -----------------------------------------------------
+def test_mixup_end_points_select_pre_image_or_bypass_per_example(tiny_model, held_out_images,
+                                                                 monkeypatch):
+    """beta3 = beta4 = 0 -> outputs independent of B_fg, B_bg; 1 -> independent of A_fg, A_bg;
+    per example (examples 0, 2 use beta 0; 1, 3 use beta 1)."""
+    ae = tiny_model.autoencoder
+    taps = tap_pre_images_and_bypasses(monkeypatch, ae)
+    pick = tf.constant([0.0, 1.0, 0.0, 1.0])
+    betas = {"beta1": tf.fill((BATCH,), 0.5), "beta2": tf.fill((BATCH,), 0.5),
+             "beta3": pick, "beta4": pick}
+    with tf.GradientTape() as tape:
+        out = ae.reconstruct(held_out_images, betas, training=True)
+        objective = output_objective(out)
+    grads = dict(zip(taps, tape.gradient(objective, list(taps.values()))))
+    g = {k: per_example_abs_sum(v) for k, v in grads.items()}
+    for pre, bypass in (("A_fg", "B_fg"), ("A_bg", "B_bg")):
+        # beta = 0 (examples 0, 2): only the pre-image matters.
+        assert np.all(g[bypass][[0, 2]] == 0), (bypass, g[bypass])
+        assert np.all(g[pre][[0, 2]] > 0), (pre, g[pre])
+        # beta = 1 (examples 1, 3): only the bypass matters.
+        assert np.all(g[pre][[1, 3]] == 0), (pre, g[pre])
+        assert np.all(g[bypass][[1, 3]] > 0), (bypass, g[bypass])
+
+    # The same with sampled betas in (0.5, 1): both inputs matter for every example.
+    with tf.GradientTape() as tape:
+        out = ae.reconstruct(held_out_images, tiny_model.sample_betas(BATCH, 13), training=True)
+        objective = output_objective(out)
+    grads = dict(zip(taps, tape.gradient(objective, list(taps.values()))))
+    for name, grad in grads.items():
+        assert np.all(per_example_abs_sum(grad) > 0), name
 
 
-def test_background_discriminator_outputs(tiny_model, images, tiny_config):
-    out = tiny_model.background_discriminator(images)
-    df = tiny_config.df_dim
-    assert out["real_fake"].shape == (B, 8, 8, 1)  # patch logits (two stride-2 convs)
-    assert out["is_background"].shape == (B, 8, 8, 1)
-    assert out["features"].shape == (B, 8, 8, 4 * df)
-    assert all(v.dtype == tf.float32 for v in out.values())
+def test_mixup_end_points_on_code_vectors(ae, held_out_images, monkeypatch):
+    """beta1/beta2 = 0 -> the embeddings' (v_p, v_c) only; 1 -> the encoders' (v_p-hat, v_c-hat)."""
+    taps = {}
+    tap(monkeypatch, ae.shape_encoder, taps, "v_p_hat", key="parent_mean")
+    tap(monkeypatch, ae.style_encoder, taps, "v_c_hat", key="child_mean")
+    tap(monkeypatch, ae.parent_embedding, taps, "v_p")
+    tap(monkeypatch, ae.child_embedding, taps, "v_c")
+    pick = tf.constant([0.0, 1.0, 0.0, 1.0])
+    half = tf.fill((BATCH,), 0.75)
+    betas = {"beta1": pick, "beta2": pick, "beta3": half, "beta4": half}
+    with tf.GradientTape() as tape:
+        objective = output_objective(ae.reconstruct(held_out_images, betas, training=True))
+    g = {k: per_example_abs_sum(v)
+         for k, v in zip(taps, tape.gradient(objective, list(taps.values())))}
+    for embedded, encoded in (("v_p", "v_p_hat"), ("v_c", "v_c_hat")):
+        assert np.all(g[encoded][[0, 2]] == 0) and np.all(g[embedded][[0, 2]] > 0), g
+        assert np.all(g[embedded][[1, 3]] == 0) and np.all(g[encoded][[1, 3]] > 0), g
 
 
-def test_object_discriminator_outputs(tiny_model, images, tiny_config):
-    d_c = tiny_model.object_discriminator
-    out = d_c(images)
-    assert out["real_fake"].shape == (B,)
-    assert out["child_logits"].shape == (B, tiny_config.num_children)
-    assert out["features"].shape[0] == B and out["features"].shape[1:3] == (8, 8)  # H / 4
-    assert all(v.dtype == tf.float32 for v in out.values())
-    # The info head and the adversarial variables partition D_c's trainable variables.
-    info = {id(v) for v in d_c.info_variables}
-    adversarial = {id(v) for v in d_c.adversarial_variables}
-    assert info and adversarial and not info & adversarial
-    assert info | adversarial == {id(v) for v in d_c.trainable_variables}
-    assert all("info" in v.path for v in d_c.info_variables)
+def test_bypass_perturbation_is_invisible_at_beta_zero(ae, held_out_images):
+    """Forward check of the same end point: replacing B_fg by noise changes nothing when
+    beta3 = beta4 = 0, and changes the outputs when they are 1."""
+    encoded = ae.encode(held_out_images)
+    noisy = dict(encoded, bypass=encoded["bypass"]
+                 + tf.random.stateless_normal(tf.shape(encoded["bypass"]), (1, 2)))
+
+    def run(beta, enc):
+        b = tf.fill((BATCH,), float(beta))
+        return ae.reconstruct(held_out_images, {"beta1": b, "beta2": b, "beta3": b, "beta4": b},
+                              encoded=enc)
+
+    for key in ("image", "mask", "background"):
+        np.testing.assert_array_equal(run(0, encoded)[key].numpy(), run(0, noisy)[key].numpy())
+    assert not np.allclose(run(1, encoded)["mask"].numpy(), run(1, noisy)["mask"].numpy())
 
 
-def _rebuild(net, inputs):
-    clone = type(net).from_config(net.get_config())
-    out = net(inputs)
-    clone(inputs)
-    assert [w.shape for w in clone.weights] == [w.shape for w in net.weights]
-    clone.set_weights(net.get_weights())
-    for x, y in zip(tf.nest.flatten(out), tf.nest.flatten(clone(inputs))):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5)
-    return clone
+@pytest.mark.parametrize("norm", config_lib.NORMALIZATIONS)
+def test_norm_variants_build_and_reconstruct(tiny_config, held_out_images, norm):
+    keras.utils.set_random_seed(0)
+    ae = AutoEncoder(tiny_config.replace(norm=norm))
+    ae.build_all()
+    ones = tf.ones((BATCH,))
+    betas = {"beta1": 0.5 * ones, "beta2": 0.5 * ones, "beta3": 0.75 * ones, "beta4": 0.75 * ones}
+    with tf.GradientTape() as tape:
+        out = ae.reconstruct(held_out_images, betas, training=True)
+        objective = output_objective(out)
+    for key in ("image", "foreground", "background"):
+        assert out[key].shape == (BATCH, 32, 32, 3)
+        assert np.all(np.abs(out[key].numpy()) <= 1.0)
+    assert out["mask"].shape == (BATCH, 32, 32, 1)
+    assert np.all((out["mask"].numpy() >= 0) & (out["mask"].numpy() <= 1))
+    grads = tape.gradient(objective, ae.trainable_variables)
+    assert all(np.all(np.isfinite(g.numpy())) for g in grads if g is not None)
+    assert sum(g is not None for g in grads) > 0.9 * len(grads)
+    # Inference mode too (batchnorm's moving statistics).
+    assert np.all(np.isfinite(inference.reconstruct(ae, held_out_images)["image"].numpy()))
 
 
-def test_network_configs_round_trip(tiny_model, images, tiny_config):
-    cfg, ae = tiny_config, tiny_model.autoencoder
-    codes = [tf.ones((B, cfg.code_dim)), tf.ones((B, cfg.z_dim))]
-    pre = ae.foreground_pre(codes)
-    features = ae.shape_generator([pre, codes[0]])
-    cases = [
-        (ae.background_pre, codes), (ae.foreground_pre, codes),
-        (ae.background_generator, pre), (ae.shape_generator, [pre, codes[0]]),
-        (ae.appearance_generator, [features, codes[0]]),
-        (ae.shape_encoder, images), (ae.style_encoder, images),
-        (ae.background_encoder, [images, tf.ones((B, 32, 32, 1))]),
-        (tiny_model.background_discriminator, images),
-        (tiny_model.object_discriminator, images),
-    ]
-    for net, inputs in cases:
-        clone = _rebuild(net, inputs)
-        assert clone.get_config() == net.get_config(), net.name
-    # The whole AutoEncoder: its config carries the Config as a dict.
-    clone = ae_lib.AutoEncoder.from_config(ae.get_config())
-    assert clone.config == cfg
+def test_straight_through_one_hot():
+    """Forward: the one-hot of the argmax. Backward: the softmax's gradient, J^T w =
+    p * (w - <p, w>)."""
+    logits = tf.constant(np.random.default_rng(0).standard_normal((5, 7)).astype(np.float32) * 3)
+    weights = tf.constant(np.random.default_rng(1).standard_normal((5, 7)).astype(np.float32))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(logits)
+        hard = straight_through_one_hot(logits)
+        soft = tf.nn.softmax(logits)
+        hard_objective = tf.reduce_sum(hard * weights)
+        soft_objective = tf.reduce_sum(soft * weights)
+    np.testing.assert_allclose(hard.numpy(), tf.one_hot(tf.argmax(logits, -1), 7).numpy(),
+                               atol=1e-6)
+    hard_grad = tape.gradient(hard_objective, logits)
+    assert hard_grad is not None, "no gradient reaches the logits"
+    np.testing.assert_allclose(hard_grad.numpy(), tape.gradient(soft_objective, logits).numpy(),
+                               rtol=1e-5, atol=1e-7)
+    assert np.abs(hard_grad.numpy()).sum() > 0
+    p, w = soft.numpy(), weights.numpy()
+    np.testing.assert_allclose(hard_grad.numpy(), p * (w - (p * w).sum(-1, keepdims=True)),
+                               atol=1e-5)
+    # A hand example: rows pick classes 1 and 0.
+    np.testing.assert_allclose(straight_through_one_hot(tf.constant([[0.1, 2.0, -1.0],
+                                                                     [3.0, 0.0, 0.5]])).numpy(),
+                               [[0, 1, 0], [1, 0, 0]], atol=1e-6)
+
+
+def test_straight_through_selects_the_predicted_embedding(ae, held_out_images):
+    """In reconstruction, v_p / v_c are the embeddings of the encoders' argmax classes."""
+    out = ae.reconstruct(held_out_images)
+    enc = out["encoded"]
+    parent = tf.argmax(enc["parent_logits"], -1)
+    child = tf.argmax(enc["child_logits"], -1)
+    np.testing.assert_allclose(out["v_p"].numpy(),
+                               tf.gather(ae.parent_embedding.table, parent).numpy(), atol=1e-5)
+    np.testing.assert_allclose(out["v_c"].numpy(),
+                               tf.gather(ae.child_embedding.table, child).numpy(), atol=1e-5)
+    np.testing.assert_allclose(out["v_bg"].numpy(),
+                               tf.gather(ae.background_embedding.table, parent).numpy(),
+                               atol=1e-5)
+
+
+def test_autoencoder_config_round_trip(ae, tiny_config):
+    """The AutoEncoder's config carries the Config as a dict (its sub-networks: the round trips
+    in test_generators.py and test_encoders.py)."""
+    clone = AutoEncoder.from_config(ae.get_config())
+    assert clone.config == tiny_config
     clone.build_all()
     assert [w.shape for w in clone.weights] == [w.shape for w in ae.weights]
-
-
-def test_network_classes_are_the_paper_modules(tiny_model):
-    names = set(tiny_model.networks())
-    assert names == {"V_bg", "V_p", "V_c", "G_bg0", "G_bg1", "G_fg0", "G_fg1", "G_fg2", "E_p",
-                     "E_c", "E_bg", "D_bg", "D_c", "D_bg_fake", "D_c_fake", "D_bg_real",
-                     "D_c_real"}
-    nets = tiny_model.networks()
-    assert isinstance(nets["D_c"], discriminators.ObjectDiscriminator)
-    assert isinstance(nets["E_p"], encoders.ShapeEncoder)
-
-
-def test_ema_starts_equal_to_the_autoencoder(tiny_model):
-    for a, e in zip(tiny_model.autoencoder.weights, tiny_model.ema.weights, strict=True):
-        np.testing.assert_array_equal(a.numpy(), e.numpy())
-
-
-def test_paper_size_build_and_parameter_counts():
-    """Build (no training) of the CUB configuration: 128 px, gf = df = 64, 200/20 classes."""
-    cfg = config_lib.preset("cub")
-    model = OneGAN(cfg)
-    counts = loop.parameter_counts(model)
-    print("\nparameters at paper size (cub):", counts, f"total {sum(counts.values()):,}")
-    assert counts["V_c"] == 200 * cfg.code_dim and counts["V_p"] == 20 * cfg.code_dim
-    assert counts["V_bg"] == counts["V_p"]
-    for name in ("D_bg", "D_c"):  # clones are the same architecture
-        assert counts[f"{name}_fake"] == counts[f"{name}_real"] == counts[name]
-    assert counts["G_bg0"] == counts["G_fg0"]
-    generator = sum(counts[k] for k in ("G_bg0", "G_bg1", "G_fg0", "G_fg1", "G_fg2"))
-    encoder = sum(counts[k] for k in ("E_p", "E_c", "E_bg"))
-    assert 5e6 < generator < 2e8 and 5e6 < encoder < 2e8
-    assert 1e5 < counts["D_bg"] < 1e7 and 1e6 < counts["D_c"] < 5e7
-    assert 3e7 < sum(counts.values()) < 5e8
-    # Shapes at 128 px: pre-images at 32 x 32, images at 128.
-    out = model.ema.generate(tf.constant([199]), tf.zeros((1, cfg.z_dim)))
-    assert out["image"].shape == (1, 128, 128, 3) and out["mask"].shape == (1, 128, 128, 1)
-    assert out["pre_foreground"].shape[1:3] == (32, 32)
-    assert model.object_discriminator(out["image"])["child_logits"].shape == (1, 200)
