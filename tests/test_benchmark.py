@@ -1,21 +1,17 @@
 """The throughput benchmark CLI runs end to end and reports every figure it promises."""
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_benchmark_cli_reports_every_figure(tmp_path):
+def test_benchmark_cli_reports_every_figure(tmp_path, repo_root, subprocess_env):
     out = tmp_path / "bench.json"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(
         [sys.executable, "-m", "onegan_tf.benchmark", "--preset=tiny", "--phase=1",
          "--steps=2", "--warmup=0", f"--json_out={out}"],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False)
+        capture_output=True, text=True, env=subprocess_env, cwd=repo_root, timeout=300,
+        check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "img/s" in result.stdout and "% of peak" in result.stdout
     report = json.loads(out.read_text())
@@ -28,9 +24,8 @@ def test_benchmark_cli_reports_every_figure(tmp_path):
     assert row["gflops_per_image_iteration"] > 0 and row["peak_host_memory_mib"] > 100
 
 
-def test_benchmark_rejects_a_bad_phase():
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+def test_benchmark_rejects_a_bad_phase(repo_root, subprocess_env):
     result = subprocess.run([sys.executable, "-m", "onegan_tf.benchmark", "--phase=4"],
-                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
-                            check=False)
+                            capture_output=True, text=True, env=subprocess_env, cwd=repo_root,
+                            timeout=120, check=False)
     assert result.returncode == 2 and "--phase=4" in result.stderr

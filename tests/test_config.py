@@ -1,9 +1,8 @@
-"""Tests for onegan_tf/config.py and the flag front end (onegan_tf/cli.py, onegan_tf/train.py)."""
+"""Tests for onegan_tf/config.py: the presets, validation (every bad value names its flag), JSON
+and replace(). (The flags themselves: tests/test_train.py.)"""
 
 import dataclasses
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -148,42 +147,8 @@ def test_bypass_size_follows_divisor():
     assert config_lib.preset("tiny", bypass_divisor=2).bypass_size == 16
 
 
-# --- flags (subprocesses: absl parses sys.argv once per process) ---------------------------------
-def _train_cli(args, env, cwd, python_args=()):
-    return subprocess.run([sys.executable, *python_args, "-m", "onegan_tf.train", *args],
-                          capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
-
-
-def test_dry_run_with_flagfile_and_overrides(tmp_path, subprocess_env, repo_root):
-    flagfile = tmp_path / "test.flags"
-    flagfile.write_text("--preset=dogs\n--batch_size=7\n--norm=glu_instancenorm\n"
-                        "--nouse_per_loss\n")
-    result = _train_cli([f"--flagfile={flagfile}", "--learning_rate=0.001", "--dry_run",
-                         f"--run_dir={tmp_path / 'run'}"], subprocess_env, repo_root,
-                        python_args=("-X", "importtime"))
-    assert result.returncode == 0, result.stderr
-    printed = config_lib.Config.from_json(result.stdout)
-    expected = config_lib.preset("dogs", batch_size=7, norm="glu_instancenorm",
-                                 use_per_loss=False, learning_rate=0.001,
-                                 run_dir=str(tmp_path / "run"))
-    assert printed == expected
-    # --dry_run answers without importing TensorFlow (-X importtime lists every import).
-    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
-    assert "onegan_tf.config" in imported and "absl.flags" in imported
-    assert not any(name.split(".")[0] in ("tensorflow", "keras") for name in imported)
-
-
-def test_bad_flags_exit_nonzero_naming_the_flag(tmp_path, subprocess_env, repo_root):
-    # --dataset picks the preset when --preset is absent; the default run dir is runs/<preset>.
-    ok = _train_cli(["--dataset=cars", "--dry_run"], subprocess_env, repo_root)
-    assert ok.returncode == 0, ok.stderr
-    cars = json.loads(ok.stdout)
-    assert cars["num_children"] == 196 and cars["run_dir"].endswith("cars")
-    bad = _train_cli(["--preset=tiny", "--num_parents=50", "--dry_run"], subprocess_env,
-                     repo_root)
-    assert bad.returncode != 0
-    assert "--num_parents=50" in bad.stderr
-    assert bad.stdout.strip() == ""
-    nan = _train_cli(["--preset=tiny", "--learning_rate=nan", "--dry_run"], subprocess_env,
-                     repo_root)
-    assert nan.returncode != 0 and "--learning_rate=nan: must be a finite number" in nan.stderr
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_policy_is_a_validated_flag(policy):
+    assert config_lib.preset("tiny", mixed_precision=policy).mixed_precision == policy
+    with pytest.raises(ValueError, match="--mixed_precision"):
+        config_lib.preset("tiny", mixed_precision="float8")

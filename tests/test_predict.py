@@ -1,134 +1,19 @@
-"""`python -m onegan_tf.predict`: PNGs, CSV, output names, size limits, skipped inputs and the
-exit status."""
+"""`python -m onegan_tf.predict` (onegan_tf/predict.py): the exit status, its messages and the
+files it writes, on the session's tiny export. (The library it calls:
+tests/serving/test_image_files.py.)"""
 
-import csv
-import struct
 import subprocess
 import sys
-import zlib
 
-import keras
-import numpy as np
 import pytest
-import tensorflow as tf
-from PIL import Image
 
-from onegan_tf.nets.autoencoder import AutoEncoder
-from onegan_tf.serving import (
-    client,
-    image_files,
-    savedmodel,
-)
+from onegan_tf.serving import image_files
 
 
-@pytest.fixture(scope="module")
-def model_dir(tiny_config, tmp_path_factory):
-    keras.utils.set_random_seed(1)
-    autoencoder = AutoEncoder(tiny_config)
-    autoencoder.build_all()
-    return savedmodel.export_autoencoder(autoencoder, tmp_path_factory.mktemp("e") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def served(model_dir):
-    """The export, loaded once for the library calls (the CLI loads its own)."""
-    return client.ServedModel(model_dir)
-
-
-@pytest.fixture()
-def inputs(tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    (folder / "a.png").write_bytes(tf.io.encode_png(rng.integers(0, 255, (40, 60, 3), np.uint8))
-                                   .numpy())
-    (folder / "a.jpg").write_bytes(tf.io.encode_jpeg(rng.integers(0, 255, (32, 32, 3), np.uint8))
-                                   .numpy())
-    (folder / "broken.png").write_bytes(b"not an image")
-    return folder
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG that declares width x height but holds no pixel data (a few dozen bytes)."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I",
-                                                                         zlib.crc32(kind + data))
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0,
-                                                              0, 0))
-            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
-
-
-def test_segment_and_cluster_with_names_that_share_a_stem(served, inputs, tmp_path):
-    out = tmp_path / "out"
-    result = image_files.predict(served, [str(inputs)], "segment", out, log=lambda m: None,
-                             progress=False)
-    assert len(result["skipped"]) == 1 and "broken.png" in result["skipped"][0]
-    assert len(result["processed"]) == 2 and len(result["written"]) == 4
-    # a.png and a.jpg: separate outputs, masks at each input's size
-    assert Image.open(out / "a_png_mask.png").size == (60, 40)
-    assert Image.open(out / "a_jpg_mask.png").size == (32, 32)
-    assert Image.open(out / "a_png_overlay.png").size == (60, 40)
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in result["written"])
-    image_files.predict(served, [str(inputs / "a.png"), str(inputs / "a.jpg")], "cluster", out,
-                    progress=False)
-    rows = list(csv.DictReader(open(out / "clusters.csv")))
-    assert [r["file"].split("/")[-1] for r in rows] == ["a.png", "a.jpg"]
-    assert [r["name"] for r in rows] == ["a_png", "a_jpg"]
-    assert 0 <= int(rows[0]["child"]) < 12 and len(rows[0]) == 6 + 12
-
-
-def test_output_names_are_unique(tmp_path):
-    one, two = tmp_path / "one", tmp_path / "two"
-    files = [one / "a.png", one / "a.jpg", two / "a.png", one / "a_png", two / "A.PNG"]
-    assert image_files.output_names(files) == ["a_png", "a_jpg", "a_png_2", "a_png_3", "A_PNG_4"]
-    one.mkdir()
-    (one / "x.png").write_bytes(b"")
-    assert image_files.list_inputs([str(one), str(one / "x.png")]) == [one / "x.png"]  # once
-
-
-def test_size_limit_reads_only_the_header(served, inputs, tmp_path):
-    (inputs / "huge.png").write_bytes(png_header(8000, 8000))  # 64 MP declared, no pixel data
-    result = image_files.predict(served, [str(inputs / "huge.png"), str(inputs / "a.png")],
-                             "remove_object", tmp_path / "o", log=lambda m: None, progress=False)
-    assert result["skipped"] == [f"{inputs / 'huge.png'}: too large: 8000x8000 pixels (64.0 MP)"
-                                 f" > --max_pixels={image_files.MAX_PIXELS}"]
-    assert result["written"] == [tmp_path / "o" / "a_png_background.png"]
-    with pytest.raises(ValueError, match=r"a.png: too large: 60x40 pixels \(0.0 MP\) > "
-                                         r"--max_pixels=2000"):
-        image_files.load_image(inputs / "a.png", max_pixels=2000)
-
-
-def test_large_images_are_decoded_downscaled(served, tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    gradient = np.uint8(np.linspace(0, 255, 400))[None, :, None].repeat(300, 0).repeat(3, 2)
-    Image.fromarray(gradient).save(folder / "big.jpg")  # 400 x 300: JPEG draft path
-    Image.fromarray(gradient[:, :200]).save(folder / "big.png")  # 200 x 300: plain decode
-    out = tmp_path / "out"
-    result = image_files.predict(served, [str(folder)], "segment", out, progress=False,
-                             direct_pixels=10_000)
-    assert result["skipped"] == [] and len(result["processed"]) == 2
-    for name, size in (("big_jpg", (400, 300)), ("big_png", (200, 300))):
-        assert Image.open(out / f"{name}_mask.png").size == size  # the input's size
-        overlay = Image.open(out / f"{name}_overlay.png")  # the decoded (reduced) size
-        assert overlay.width * overlay.height <= 2_500  # direct_pixels / 4
-        assert abs(overlay.width / overlay.height - size[0] / size[1]) < 0.05
-
-
-def test_error_text_is_cut_at_a_word_boundary():
-    message = ("{{function_node __wrapped__DecodeImage_device_/job:localhost/replica:0}} "
-               + " ".join(f"word{i}" for i in range(100)) + "\nsecond line")
-    text = image_files.short(message, limit=60)
-    assert text.endswith(" ...") and len(text) <= 64 and "function_node" not in text
-    words = text[:-4].split(" ")
-    assert words == [f"word{i}" for i in range(len(words))]
-
-
-def test_cli_exit_status(model_dir, served, inputs, tmp_path, subprocess_env):
-    command = [sys.executable, "-m", "onegan_tf.predict", f"--model={model_dir}",
+def test_cli_exit_status(tiny_export, served, input_folder, tmp_path, subprocess_env):
+    command = [sys.executable, "-m", "onegan_tf.predict", f"--model={tiny_export}",
                f"--output={tmp_path / 'o'}"]
-    done = subprocess.run(command + [f"--input={inputs}", "--task=translate", "--child_id=3"],
+    done = subprocess.run(command + [f"--input={input_folder}", "--task=translate", "--child_id=3"],
                           env=subprocess_env, capture_output=True, text=True, timeout=120)
     # one unreadable input: the others are written, the run exits 1
     assert done.returncode == 1, done.stderr
@@ -136,22 +21,22 @@ def test_cli_exit_status(model_dir, served, inputs, tmp_path, subprocess_env):
     assert "processed 2 of 3 images; wrote 2 files" in done.stdout
     assert (tmp_path / "o" / "a_png_child3.png").exists()
     assert (tmp_path / "o" / "a_jpg_child3.png").exists()
-    missing = subprocess.run(command + [f"--input={inputs / 'nope.png'}"], env=subprocess_env,
+    missing = subprocess.run(command + [f"--input={input_folder / 'nope.png'}"], env=subprocess_env,
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2
-    assert missing.stderr.strip() == f"error: --input: {inputs / 'nope.png'}: no such file or " \
-                                     "directory"
+    assert missing.stderr.strip() == (f"error: --input: {input_folder / 'nope.png'}: no such file "
+                                      "or directory")
     with pytest.raises(ValueError, match="needs --child_id"):
-        image_files.predict(served, [str(inputs)], "translate", tmp_path / "p")
+        image_files.predict(served, [str(input_folder)], "translate", tmp_path / "p")
     with pytest.raises(ValueError, match="children 0..11"):
-        image_files.predict(served, [str(inputs)], "translate", tmp_path / "p", child_id=12)
+        image_files.predict(served, [str(input_folder)], "translate", tmp_path / "p", child_id=12)
 
 
-def test_cli_exits_1_when_nothing_could_be_processed(model_dir, inputs, tmp_path,
+def test_cli_exits_1_when_nothing_could_be_processed(tiny_export, input_folder, tmp_path,
                                                      subprocess_env):
     done = subprocess.run(
-        [sys.executable, "-m", "onegan_tf.predict", f"--model={model_dir}",
-         f"--input={inputs / 'broken.png'}", f"--output={tmp_path / 'o'}", "--task=cluster"],
+        [sys.executable, "-m", "onegan_tf.predict", f"--model={tiny_export}",
+         f"--input={input_folder / 'broken.png'}", f"--output={tmp_path / 'o'}", "--task=cluster"],
         env=subprocess_env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert "error: none of the 1 inputs could be processed" in done.stderr

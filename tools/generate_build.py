@@ -126,12 +126,28 @@ def attrs_with(deps: list[str], **attrs) -> dict:
     return {**attrs, **({"deps": deps} if deps else {})}
 
 
+# tests/conftest.py fixtures that build or train networks (the evaluators train for minutes).
+MODEL_FIXTURES = {"tiny_model", "evaluator_cache", "shape_classifier"}
+
+
 def builds_models(path: Path) -> bool:
-    tree = ast.parse(path.read_text(), str(path))
+    """Imports the trainer or the driver, takes a conftest fixture that builds or trains
+    networks, or runs `python -m onegan_tf.train`."""
+    text = path.read_text()
+    tree = ast.parse(text, str(path))
     fixtures = {arg.arg for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
                 for arg in node.args.args}
     return bool(imports(path) & {"onegan_tf.training.loop", "onegan_tf.training.trainer"}
-                or "tiny_model" in fixtures)
+                or fixtures & MODEL_FIXTURES
+                or re.search(r"onegan_tf\.train\b(?![./\w])", text)
+                or '"onegan_tf.train"' in text)
+
+
+def test_data_files() -> list[Path]:
+    """Files under tests/ that are not Python (archives and the like that tests read)."""
+    return sorted(p for p in (ROOT / "tests").rglob("*")
+                  if p.is_file() and p.suffix not in (".py", ".pyc")
+                  and "__pycache__" not in p.parts)
 
 
 def test_rule(path: Path) -> str:
@@ -150,6 +166,9 @@ def test_rule(path: Path) -> str:
     for helper in sorted((ROOT / "tests").glob("*.py")):
         if helper.stem in imports(path) and not helper.name.startswith(("test_", "conftest")):
             deps.add(f":{helper.stem}")
+    for extra in test_data_files():  # read by the test: in its runfiles
+        if extra.name in text:
+            data.append(str(extra.relative_to(ROOT)))
     if path.name == "test_bazel_build.py":
         data += ["BUILD", "tools/generate_build.py"]
     if path.name == "test_packaging.py":  # builds a wheel of every module

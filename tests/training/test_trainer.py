@@ -1,19 +1,31 @@
-"""Tests for onegan_tf/model.py: which variables each update touches, the EMA, the phase
-schedule, the discriminator clones, and finite losses over Phase II steps."""
+"""Tests for onegan_tf/training/trainer.py (the OneGAN keras.Model): which variables each update
+touches, the paper's gradient routing, the EMA, the phase schedule and the discriminator clones
+(Sec. 4.3), the mixup draws (Eq. 9) and the ablation flags that act on them, the generation and
+reconstruction paths' loss terms (Eq. 10-18) and the options that are not in the paper.
 
+Runtime matters (2 shared CPU cores): one tiny OneGAN (`model`) is shared by the module. No test
+depends on its weights being untrained; the ones that train it say so. Loss-ablation tests swap
+`model.config` (the flags are read at call time, in one place each; see trainer.py).
+"""
+
+import time
 import types
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from gradient_taps import output_objective, per_example_abs_sum, tap_pre_images_and_bypasses
 
 from onegan_tf import config as config_lib
 from onegan_tf import data
-from onegan_tf.training import loop
+from onegan_tf.nets import discriminators, encoders
+from onegan_tf.serving import inference
+from onegan_tf.training import loop, losses
 from onegan_tf.training.trainer import OneGAN, active_paths, phase_two_start
 
 BATCH = 4
+GEN, FAKE, REAL = "generation", "fake", "real"
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -117,9 +129,26 @@ def test_variable_sets_are_disjoint(tiny_model):
     assert trained == expected - clone_info
 
 
+def test_network_classes_are_the_paper_modules(tiny_model):
+    names = set(tiny_model.networks())
+    assert names == {"V_bg", "V_p", "V_c", "G_bg0", "G_bg1", "G_fg0", "G_fg1", "G_fg2", "E_p",
+                     "E_c", "E_bg", "D_bg", "D_c", "D_bg_fake", "D_c_fake", "D_bg_real",
+                     "D_c_real"}
+    nets = tiny_model.networks()
+    assert isinstance(nets["D_c"], discriminators.ObjectDiscriminator)
+    assert isinstance(nets["E_p"], encoders.ShapeEncoder)
+
+
+def test_ema_starts_equal_to_the_autoencoder(tiny_model):
+    for a, e in zip(tiny_model.autoencoder.weights, tiny_model.ema.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), e.numpy())
+
+
 @pytest.fixture(scope="module")
-def eager_model(cfg):
-    keras.utils.set_random_seed(1)
+def model(cfg):
+    """The module's OneGAN (built, compiled, untrained at first). Tests may assign its step,
+    swap its config (monkeypatch) and apply updates to it."""
+    keras.utils.set_random_seed(3)
     return loop.build_model(cfg)
 
 
@@ -131,8 +160,7 @@ def _fake_batch(model, cfg, seed):
     return child, z, real, real_bg
 
 
-def test_discriminator_update_touches_only_discriminators(eager_model, cfg):
-    model = eager_model
+def test_discriminator_update_touches_only_discriminators(model, cfg):
     child, z, real, real_bg = _fake_batch(model, cfg, 5)
     everything = model.trainable_variables + model.g_optimizer._trainable_variables
     everything = list({id(v): v for v in everything}.values())
@@ -161,8 +189,7 @@ def test_discriminator_update_touches_only_discriminators(eager_model, cfg):
     assert changed == _ids(d_vars)
 
 
-def test_generator_update_leaves_discriminators_alone(eager_model, cfg):
-    model = eager_model
+def test_generator_update_leaves_discriminators_alone(model, cfg):
     child, z, _, _ = _fake_batch(model, cfg, 6)
     everything = list({id(v): v for v in model.trainable_variables
                        + model.g_optimizer._trainable_variables}.values())
@@ -192,8 +219,7 @@ def test_generator_update_leaves_discriminators_alone(eager_model, cfg):
         model.g_optimizer.apply_gradients([(tf.zeros_like(d_var), d_var)])
 
 
-def test_generation_path_terms(eager_model, cfg):
-    model = eager_model
+def test_generation_path_terms(model, cfg):
     child, z, _, _ = _fake_batch(model, cfg, 7)
     gen = model.autoencoder.generate(child, z, training=True)
     terms = {k: float(v) for k, v in model.generation_path(gen, child).items()}
@@ -403,6 +429,10 @@ def test_clones_train_separately_in_phase_two(phase_two):
     assert int(model.d_optimizer_fake.iterations) == 20
     assert int(model.d_optimizer_real.iterations) == 20
     pairs = model.discriminator_pairs()
+    for path, nets in pairs.items():  # every pair trained since the clones were loaded
+        now = [_snapshot(net.weights) for net in nets]
+        assert any(not np.array_equal(a, b) for net_now, net_loaded
+                   in zip(now, phase_two.loaded[path]) for a, b in zip(net_now, net_loaded)), path
     for i in range(2):  # D_bg, D_c
         weights = {p: pairs[p][i].get_weights() for p in pairs}
         for p, q in (("generation", "fake"), ("generation", "real"), ("fake", "real")):
@@ -416,19 +446,6 @@ def test_clones_train_separately_in_phase_two(phase_two):
 
 
 # --- schedule ---------------------------------------------------------------------------------
-def test_active_paths_boundaries():
-    cfg = config_lib.preset("tiny", phase1_steps=10, fake_recon_start=12, real_recon_start=20)
-    gen, fake, real = "generation", "fake", "real"
-    assert active_paths(cfg, 0) == (gen,)
-    assert active_paths(cfg, 9) == (gen,)
-    assert active_paths(cfg, 11) == (gen,)  # Phase II started (clones) but no fake recon yet
-    assert active_paths(cfg, 12) == (gen, fake)
-    assert active_paths(cfg, 19) == (gen, fake)
-    assert active_paths(cfg, 20) == (gen, fake, real)
-    assert active_paths(cfg, 10**6) == (gen, fake, real)
-    assert phase_two_start(cfg) == 10
-
-
 def test_active_paths_paper_schedule():
     cfg = config_lib.preset("cub")
     assert active_paths(cfg, cfg.phase1_steps - 1) == ("generation",)
@@ -438,54 +455,241 @@ def test_active_paths_paper_schedule():
     assert phase_two_start(cfg) == 200_000
 
 
-def test_active_paths_ablations():
-    tiny = config_lib.preset("tiny")
-    only = tiny.replace(phase1_only=True)
-    assert all(active_paths(only, s) == ("generation",) for s in (0, 10, 20, 29, 10**6))
-    assert phase_two_start(only) is None
-    flat = tiny.replace(multi_phase=False)
-    assert active_paths(flat, 0) == ("generation", "fake", "real")
-    assert phase_two_start(flat) == 0
+def test_schedule_ablations_active_paths():
+    tiny = config_lib.preset("tiny")  # Phase II (clones + fake) at 10, real at 20
     no_real = tiny.replace(real_recon=False)
-    assert active_paths(no_real, 10**6) == ("generation", "fake")
-    assert active_paths(no_real.replace(multi_phase=False), 0) == ("generation", "fake")
+    assert [active_paths(no_real, s) for s in (9, 10, 20, 10**6)] == [
+        (GEN,), (GEN, FAKE), (GEN, FAKE), (GEN, FAKE)]
+    assert phase_two_start(no_real) == 10
+    only = tiny.replace(phase1_only=True)
+    assert {active_paths(only, s) for s in (*range(0, 40), 10**6)} == {(GEN,)}
+    assert phase_two_start(only) is None
+    assert loop.schedule_boundaries(only) == [10, 20, 30]  # harmless: paths never change
+    flat = tiny.replace(multi_phase=False)
+    assert {active_paths(flat, s) for s in range(0, 40)} == {(GEN, FAKE, REAL)}
+    assert phase_two_start(flat) == 0
+    assert {active_paths(flat.replace(real_recon=False), s) for s in range(40)} == {(GEN, FAKE)}
 
 
-def test_schedule_boundaries():
-    tiny = config_lib.preset("tiny")  # phase1 10, fake 10, real 20, total 30
-    assert loop.schedule_boundaries(tiny) == [10, 20, 30]
-    assert loop.schedule_boundaries(tiny.replace(total_steps=12)) == [10, 12]
-    assert loop.schedule_boundaries(tiny.replace(multi_phase=False)) == [10, 20, 30]
-    short = tiny.replace(total_steps=5)
-    assert loop.schedule_boundaries(short) == [5]
+# --- mixup draws (Eq. 9) and the ablations that fix them ------------------------------------
+def _at_step(model, step):
+    model.step.assign(step)  # model.step (the global step) seeds every draw
 
 
-def _betas(cfg, step=3, batch=64, site=10):
-    """OneGAN.sample_betas on a stand-in holding only what it reads (config and step)."""
-    stand_in = types.SimpleNamespace(config=cfg, step=tf.Variable(step, dtype=tf.int64))
-    stand_in._seed = lambda s: OneGAN._seed(stand_in, s)
-    stand_in._draw = lambda *a, **k: OneGAN._draw(stand_in, *a, **k)
-    stand_in._uniform = lambda *a, **k: OneGAN._uniform(stand_in, *a, **k)
-    return {k: v.numpy() for k, v in OneGAN.sample_betas(stand_in, batch, site).items()}
+def _generation_and_targets(model, cfg, seed=0):
+    """A generation-path batch and the targets the fake reconstruction is scored against."""
+    child = tf.random.stateless_uniform((BATCH,), (seed, 0), 0, cfg.num_children, tf.int32)
+    z = tf.random.stateless_normal((BATCH, cfg.z_dim), (seed, 1))
+    gen = model.autoencoder.generate(child, z, training=True)
+    targets = {"v_p": gen["v_p"], "v_c": gen["v_c"], "background": gen["background"],
+               "mask": gen["mask"]}
+    return child, gen, targets
 
 
-def test_sample_betas_ranges_and_ablations():
-    tiny = config_lib.preset("tiny")
-    betas = _betas(tiny)
-    for key in ("beta1", "beta2"):
-        assert betas[key].shape == (64,) and 0 <= betas[key].min() and betas[key].max() < 1
-        assert betas[key].std() > 0.1  # U[0, 1]
-    for key in ("beta3", "beta4"):
-        assert 0.5 <= betas[key].min() and betas[key].max() < 1  # U[0.5, 1]
-    assert not np.array_equal(betas["beta1"], betas["beta2"])  # independent draws
-    np.testing.assert_array_equal(_betas(tiny)["beta1"], betas["beta1"])  # stateless
-    assert not np.array_equal(_betas(tiny, step=4)["beta1"], betas["beta1"])
-    no_vectors = _betas(tiny.replace(mixup_vectors=False))
-    assert np.all(no_vectors["beta1"] == 1) and np.all(no_vectors["beta2"] == 1)
-    no_tensors = _betas(tiny.replace(mixup_tensors=False))
-    assert np.all(no_tensors["beta3"] == 1) and np.all(no_tensors["beta4"] == 1)
-    no_bypass = _betas(tiny.replace(use_bypass=False))
-    assert np.all(no_bypass["beta3"] == 0) and np.all(no_bypass["beta4"] == 0)
+def test_sample_betas_bounds_per_example_and_per_step(model):
+    _at_step(model, 5)
+    betas = {k: v.numpy() for k, v in model.sample_betas(64, 13).items()}
+    for key in ("beta1", "beta2"):  # U[0, 1) on (v_p, v_c)
+        assert betas[key].shape == (64,)
+        assert betas[key].min() >= 0.0 and betas[key].max() < 1.0
+        assert betas[key].min() < 0.25 and betas[key].max() > 0.75  # spans the range
+        assert betas[key].std() > 0.1
+    for key in ("beta3", "beta4"):  # U[0.5, 1) on (A_fg, B_fg), (A_bg, B_bg)
+        assert betas[key].shape == (64,)
+        assert betas[key].min() >= 0.5 and betas[key].max() < 1.0
+        assert betas[key].min() < 0.625 and betas[key].max() > 0.875
+    for key, b in betas.items():
+        assert len(np.unique(b)) > 32, f"{key}: not one draw per example"
+    for a, b in (("beta1", "beta2"), ("beta3", "beta4")):
+        assert not np.allclose(betas[a], betas[b])  # independent draws per mixup
+    # Fresh draws at the next step; the same draws when a step is replayed (resume).
+    _at_step(model, 6)
+    later = {k: v.numpy() for k, v in model.sample_betas(64, 13).items()}
+    for key in betas:
+        assert not np.allclose(later[key], betas[key]), key
+    _at_step(model, 5)
+    for key, v in model.sample_betas(64, 13).items():
+        np.testing.assert_array_equal(v.numpy(), betas[key])
+    # The fake (site 13) and real (site 23) reconstructions draw independently.
+    real_path = model.sample_betas(64, 23)["beta1"].numpy()
+    assert not np.allclose(real_path, betas["beta1"])
+
+
+def test_no_bypass_ablation_cuts_the_bypasses(model, cfg, held_out_images, monkeypatch):
+    no_bypass = cfg.replace(use_bypass=False)
+    monkeypatch.setattr(model, "config", no_bypass)
+    _at_step(model, 3)
+    betas = model.sample_betas(BATCH, 23)
+    np.testing.assert_array_equal(betas["beta3"].numpy(), 0.0)
+    np.testing.assert_array_equal(betas["beta4"].numpy(), 0.0)
+    assert np.all(betas["beta1"].numpy() < 1)  # the vector mixup still runs
+    # The training reconstruction (sampled noise and betas) ignores B_fg, B_bg entirely.
+    taps = tap_pre_images_and_bypasses(monkeypatch, model.autoencoder)
+    with tf.GradientTape() as tape:
+        recon = model._reconstruct(held_out_images, 20)
+        terms = model.reconstruction_path(REAL, held_out_images, recon)
+        objective = terms["real/total"] + output_objective(recon)
+    grads = dict(zip(taps, tape.gradient(objective, list(taps.values()))))
+    for name in ("B_fg", "B_bg"):
+        assert grads[name] is None or np.all(grads[name].numpy() == 0), name
+    for name in ("A_fg", "A_bg"):
+        assert np.all(per_example_abs_sum(grads[name]) > 0), name
+    # Inference on a no-bypass model uses the pre-images too.
+    monkeypatch.setattr(model.autoencoder, "config", no_bypass)
+    fixed = inference.inference_betas(model.autoencoder, BATCH)
+    np.testing.assert_array_equal(fixed["beta3"].numpy(), 0.0)
+    np.testing.assert_array_equal(fixed["beta4"].numpy(), 0.0)
+
+
+@pytest.mark.parametrize("flag, constant_keys, value", [
+    ("mixup_vectors", ("beta1", "beta2"), 1.0),
+    ("mixup_tensors", ("beta3", "beta4"), 1.0),
+])
+def test_mixup_ablations_fix_their_betas(model, cfg, monkeypatch, flag, constant_keys, value):
+    monkeypatch.setattr(model, "config", cfg.replace(**{flag: False}))
+    _at_step(model, 4)
+    betas = {k: v.numpy() for k, v in model.sample_betas(16, 13).items()}
+    for key, b in betas.items():
+        if key in constant_keys:
+            np.testing.assert_array_equal(b, value, err_msg=key)
+        else:
+            assert len(np.unique(b)) == 16, f"{key} should still be sampled"
+    # The no-bypass ablation overrides the tensor mixup: the pre-images, never the bypasses.
+    monkeypatch.setattr(model, "config", cfg.replace(**{flag: False}, use_bypass=False))
+    betas = model.sample_betas(16, 13)
+    np.testing.assert_array_equal(betas["beta3"].numpy(), 0.0)
+
+
+def _recon_terms(model, path, images, targets, seed_step=2):
+    _at_step(model, seed_step)
+    recon = model._reconstruct(images, 10 if path == FAKE else 20)
+    return {k.split("/", 1)[1]: float(v)
+            for k, v in model.reconstruction_path(path, images, recon, targets).items()}
+
+
+@pytest.mark.parametrize("path", [FAKE, REAL])
+def test_vae_and_per_ablations_drop_their_terms(model, cfg, monkeypatch, path):
+    _, gen, targets = _generation_and_targets(model, cfg)
+    images = gen["image"]
+    if path == REAL:
+        targets = None
+    results = {}
+    for use_vae in (True, False):
+        for use_per in (True, False):
+            monkeypatch.setattr(model, "config",
+                                cfg.replace(use_vae_loss=use_vae, use_per_loss=use_per))
+            t = _recon_terms(model, path, images, targets)
+            assert t["VAE"] > 0 and t["PER"] > 0 and t["REC"] > 0  # computed and logged anyway
+            expected = t["G"] + t["REC"] + (t["VAE"] if use_vae else 0) + (
+                t["PER"] if use_per else 0)
+            assert t["total"] == pytest.approx(expected, rel=1e-5), (use_vae, use_per)
+            results[use_vae, use_per] = t
+    full = results[True, True]
+    for (use_vae, use_per), t in results.items():  # same draws: only the total changes
+        assert t["REC"] == pytest.approx(full["REC"], rel=1e-6)
+        dropped = (0 if use_vae else full["VAE"]) + (0 if use_per else full["PER"])
+        assert t["total"] == pytest.approx(full["total"] - dropped, rel=1e-5)
+
+
+def test_rm_ablation_drops_the_mask_regularizer(model, cfg, monkeypatch):
+    child, gen, _ = _generation_and_targets(model, cfg, seed=1)
+    totals = {}
+    for use_rm in (True, False):
+        monkeypatch.setattr(model, "config", cfg.replace(use_rm_loss=use_rm))
+        t = {k.split("/", 1)[1]: float(v) for k, v in model.generation_path(gen, child).items()}
+        assert t["R_M"] > 0
+        others = (t["G"] + t["CE_parent"] + t["CE_child"] + t["CE_info"] + t["MSE_v_c"]
+                  + t["MSE_v_p"] + t["MSE_fg"] + t["MSE_bg"] + cfg.rv_weight * t["R_v"])
+        expected = others + (cfg.rm_weight * t["R_M"] if use_rm else 0.0)
+        assert t["total"] == pytest.approx(expected, rel=1e-5), use_rm
+        totals[use_rm] = t
+    assert totals[True]["total"] - totals[False]["total"] == pytest.approx(
+        cfg.rm_weight * totals[True]["R_M"], rel=1e-4)
+
+
+# --- Eq. 15-17 terms; overfitting the real reconstruction ---------------------------------------
+def test_fake_and_real_reconstruction_terms(model, cfg):
+    _, gen, targets = _generation_and_targets(model, cfg, seed=2)
+    images = gen["image"]
+    d_bg, d_c = model.discriminator_pairs()[FAKE]
+    _at_step(model, 9)
+    recon = model._reconstruct(images, 10)
+    enc = recon["encoded"]
+    fake = {k: float(v) for k, v in model.reconstruction_path(FAKE, images, recon,
+                                                              targets).items()}
+    image_l1 = float(losses.mean_absolute_error(images, recon["image"]))
+    bg_l1 = float(losses.mean_absolute_error(targets["background"], recon["background"]))
+    mask_l1 = float(losses.mean_absolute_error(targets["mask"], recon["mask"]))
+    assert bg_l1 > 0 and mask_l1 > 0
+    # Eq. 16, fake: image + background + mask L1.
+    assert fake["fake/REC"] == pytest.approx(image_l1 + bg_l1 + mask_l1, rel=1e-5)
+    # Eq. 17, fake: D_cC on the images + D_bgC on the backgrounds (this path's clones).
+    per_c = float(losses.perceptual_loss(d_c(images)["features"],
+                                         d_c(recon["image"])["features"]))
+    per_bg = float(losses.perceptual_loss(d_bg(targets["background"])["features"],
+                                          d_bg(recon["background"])["features"]))
+    assert per_bg > 0
+    assert fake["fake/PER"] == pytest.approx(per_c + per_bg, rel=1e-5)
+    # Eq. 15, fake: the KL targets are the known codes of the generation path.
+    kl = (losses.gaussian_kl(enc["parent_mean"], enc["parent_log_var"], targets["v_p"])
+          + losses.gaussian_kl(enc["child_mean"], enc["child_log_var"], targets["v_c"])
+          + losses.gaussian_kl(enc["z_mean"], enc["z_log_var"]))
+    assert fake["fake/VAE"] == pytest.approx(float(kl), rel=1e-5)
+
+    # The same image as a real one (targets=None): no background/mask/D_bg terms, and the KL
+    # targets are the embeddings of the predicted classes.
+    real = {k: float(v) for k, v in model.reconstruction_path(REAL, images, recon).items()}
+    assert real["real/REC"] == pytest.approx(image_l1, rel=1e-5)
+    d_c_real = model.discriminator_pairs()[REAL][1]
+    per_real = float(losses.perceptual_loss(d_c_real(images)["features"],
+                                            d_c_real(recon["image"])["features"]))
+    assert real["real/PER"] == pytest.approx(per_real, rel=1e-5)
+    kl_real = (losses.gaussian_kl(enc["parent_mean"], enc["parent_log_var"], recon["v_p"])
+               + losses.gaussian_kl(enc["child_mean"], enc["child_log_var"], recon["v_c"])
+               + losses.gaussian_kl(enc["z_mean"], enc["z_log_var"]))
+    assert real["real/VAE"] == pytest.approx(float(kl_real), rel=1e-5)
+    # Eq. 18: the path total adds its adversarial term G.
+    for prefix, t in (("fake", fake), ("real", real)):
+        assert t[f"{prefix}/total"] == pytest.approx(
+            t[f"{prefix}/G"] + t[f"{prefix}/REC"] + t[f"{prefix}/VAE"] + t[f"{prefix}/PER"],
+            rel=1e-5)
+
+
+def test_real_reconstruction_overfits_eight_images(cfg, model):
+    """Only the real-image reconstruction L1 (Eq. 16), with the training-time betas and
+    noise, on 8 fixed images and the model's own G/E optimizer (Adam 2e-4): the deterministic
+    (inference) reconstruction L1 halves within a few dozen steps (20 to 50 measured)."""
+    images = data.evaluation_batch(cfg, 8)["image"]
+    ae = model.autoencoder
+    variables = ae.trainable_variables
+    optimizer = model.g_optimizer  # its step advances: fresh betas and noise at every step
+
+    @tf.function(autograph=False)  # no tensor-dependent Python control flow to convert
+    def step():
+        with tf.GradientTape() as tape:
+            recon = model._reconstruct(images, 20)
+            loss = model.reconstruction_path(REAL, images, recon)["real/REC"]
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
+        return loss
+
+    def inference_l1():
+        out = inference.reconstruct(ae, images)["image"]
+        return float(losses.mean_absolute_error(images, out))
+
+    start, began = inference_l1(), time.time()
+    history = [start]
+    for _ in range(15):  # at most 150 steps
+        for _ in range(10):
+            loss = step()
+        history.append(inference_l1())
+        if history[-1] < start / 2:
+            break
+    steps = 10 * (len(history) - 1)
+    print(f"real reconstruction L1 {start:.3f} -> {history[-1]:.3f} in {steps} steps "
+          f"({time.time() - began:.1f}s)")
+    assert np.isfinite(float(loss))
+    assert history[-1] < start / 2, history
 
 
 # --- options that are not in the paper ---------------------------------------------------------
@@ -559,3 +763,27 @@ def test_shifted_composite_moves_the_foreground_layer(cfg):
     unshifted = loop.build_model(cfg.replace(fg_shift=0.01))  # rounds to 0 pixels
     np.testing.assert_allclose(unshifted.shifted_composite(gen, 30).numpy(),
                                (mask.numpy() * 2 - 1) * np.ones((1, 1, 1, 3)), atol=1e-6)
+
+
+# --- paper size -----------------------------------------------------------------------------
+def test_paper_size_build_and_parameter_counts():
+    """Build (no training) of the CUB configuration: 128 px, gf = df = 64, 200/20 classes."""
+    cfg = config_lib.preset("cub")
+    model = OneGAN(cfg)
+    counts = loop.parameter_counts(model)
+    print("\nparameters at paper size (cub):", counts, f"total {sum(counts.values()):,}")
+    assert counts["V_c"] == 200 * cfg.code_dim and counts["V_p"] == 20 * cfg.code_dim
+    assert counts["V_bg"] == counts["V_p"]
+    for name in ("D_bg", "D_c"):  # clones are the same architecture
+        assert counts[f"{name}_fake"] == counts[f"{name}_real"] == counts[name]
+    assert counts["G_bg0"] == counts["G_fg0"]
+    generator = sum(counts[k] for k in ("G_bg0", "G_bg1", "G_fg0", "G_fg1", "G_fg2"))
+    encoder = sum(counts[k] for k in ("E_p", "E_c", "E_bg"))
+    assert 5e6 < generator < 2e8 and 5e6 < encoder < 2e8
+    assert 1e5 < counts["D_bg"] < 1e7 and 1e6 < counts["D_c"] < 5e7
+    assert 3e7 < sum(counts.values()) < 5e8
+    # Shapes at 128 px: pre-images at 32 x 32, images at 128.
+    out = model.ema.generate(tf.constant([199]), tf.zeros((1, cfg.z_dim)))
+    assert out["image"].shape == (1, 128, 128, 3) and out["mask"].shape == (1, 128, 128, 1)
+    assert out["pre_foreground"].shape[1:3] == (32, 32)
+    assert model.object_discriminator(out["image"])["child_logits"].shape == (1, 200)

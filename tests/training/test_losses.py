@@ -1,4 +1,4 @@
-"""Each loss of onegan_tf/losses.py against a hand-computed numpy value on tiny inputs."""
+"""Each loss of onegan_tf/training/losses.py against a hand-computed numpy value on tiny inputs."""
 
 import keras
 import numpy as np

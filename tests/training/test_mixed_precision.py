@@ -3,7 +3,6 @@ every optimizer (Keras wraps only the one given to compile())."""
 
 import keras
 import numpy as np
-import pytest
 
 from onegan_tf import config as config_lib
 from onegan_tf import data
@@ -35,10 +34,3 @@ def test_float16_training_is_finite_with_a_loss_scale_per_optimizer():
     assert model.weights_are_finite()
     scale = float(model.g_optimizer.dynamic_scale.numpy())
     assert 0 < scale <= 2.0**15
-
-
-@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_policy_is_a_validated_flag(policy):
-    assert config_lib.preset("tiny", mixed_precision=policy).mixed_precision == policy
-    with pytest.raises(ValueError, match="--mixed_precision"):
-        config_lib.preset("tiny", mixed_precision="float8")

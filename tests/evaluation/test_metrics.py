@@ -1,4 +1,5 @@
-"""Metrics against known answers (hand-made masks, permuted labels, a worked NMI example)."""
+"""Tests for onegan_tf/evaluation/metrics.py against known answers (hand-made masks, permuted
+labels, a worked NMI example)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Tests for onegan_tf/layers.py: NormGLU, ConvGLU, ResBlock, CodeEmbedding, Mixup."""
+"""Tests for onegan_tf/nets/layers.py: NormGLU, ConvGLU, ResBlock, CodeEmbedding, Mixup."""
 
 import keras
 import numpy as np

@@ -1,13 +1,14 @@
-"""End-to-end training: the run directory, resume, damaged checkpoints, config changes, the NaN
-guard and the command line (strategies: test_distribution.py, test_multi_worker.py)."""
+"""Tests for onegan_tf/training/loop.py, the training driver, end to end: the run directory it
+writes, resume (also across the Phase II boundary), damaged checkpoints, config changes, and
+the schedule that splits a run into one fit() per segment. (The NaN guard:
+test_callbacks.py; strategies: test_distribute.py, test_multi_worker.py; the command line:
+tests/test_train.py.)"""
 
 import dataclasses
 import io
 import json
 import math
 import shutil
-import subprocess
-import sys
 import types
 
 import numpy as np
@@ -16,24 +17,14 @@ import tensorflow as tf
 from PIL import Image
 
 from onegan_tf import config as config_lib
-from onegan_tf import fileio
-from onegan_tf.training import (
-    callbacks,
-    distribute,
-    loop,
-    losses,
-    rundir,
-)
+from onegan_tf.training import loop, rundir
+from onegan_tf.training.trainer import active_paths, phase_two_start
+
+GEN, FAKE, REAL = "generation", "fake", "real"
 
 
 def _tiny(run_dir, **overrides):
     return config_lib.preset("tiny", run_dir=str(run_dir), **overrides)
-
-
-def _gen_only(run_dir, **overrides):
-    """Tiny config whose whole run is Phase I (one traced train function: fast)."""
-    return _tiny(run_dir, phase1_steps=100, fake_recon_start=100, real_recon_start=100,
-                 **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -191,12 +182,6 @@ def test_damaged_checkpoints_are_skipped(resumed_run, tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-def test_restore_latest_without_checkpoints(tmp_path, tiny_model):
-    messages = []
-    assert rundir.restore_latest(tiny_model, tmp_path, log=messages.append) is None
-    assert messages == []
-
-
 def test_changed_config_is_refused(resumed_run):
     before = (resumed_run.run_dir / "config.json").read_text()
     with pytest.raises(ValueError, match=r"--gf_dim=6 \(run has 4\)"):
@@ -206,99 +191,107 @@ def test_changed_config_is_refused(resumed_run):
     assert (resumed_run.run_dir / "config.json").read_text() == before  # left alone
 
 
-def test_nan_guard_stops_before_checkpointing(tmp_path, monkeypatch):
-    """L_RM turns NaN from the 5th train step on: the run stops at step 5 naming the term, and the
-    newest checkpoint is the last good one (step 4)."""
-    calls = tf.Variable(0, dtype=tf.int64, trainable=False)
-    original = losses.mask_regularizer
-
-    def poisoned(mask, area_min, area_max):
-        calls.assign_add(1)  # once per train step (generation path only)
-        value = original(mask, area_min, area_max)
-        return tf.where(calls >= 5, tf.constant(float("nan")), value)
-
-    monkeypatch.setattr(losses, "mask_regularizer", poisoned)
-    cfg = _gen_only(tmp_path / "nan", total_steps=12, checkpoint_every=2, log_every=1)
-    out = io.StringIO()
-    with pytest.raises(callbacks.NonFiniteLossError) as info:
-        loop.train(cfg, stream=out)
-    message = str(info.value)
-    assert "gen/R_M" in message and "at step 5" in message
-    assert "ckpt-00000004.weights.h5" in message  # last good checkpoint named
-    assert [s for s, _ in rundir.list_checkpoints(cfg.run_dir)] == [2, 4]
-    records = _loss_records(cfg.run_dir)
-    assert [r["step"] for r in records] == [1, 2, 3, 4]  # nothing logged for the bad step
-    assert all(math.isfinite(r["gen/R_M"]) for r in records)
+# --- the phase schedule: one fit() per segment, resume across the Phase II boundary ---------
+def _pair_weights(model, path):
+    return [w.numpy().copy() for net in model.discriminator_pairs()[path] for w in net.weights]
 
 
-def test_cli_trains_end_to_end(tmp_path, subprocess_env, repo_root):
-    flagfile = repo_root / "flags" / "tiny.flags"
-    if not flagfile.exists():
-        flagfile.parent.mkdir(exist_ok=True)
-        flagfile.write_text("--preset=tiny\n")
-    run_dir = tmp_path / "cli_run"
-    # Three steps keep the run inside Phase I (one traced train function).
-    result = subprocess.run(
-        [sys.executable, "-m", "onegan_tf.train", f"--flagfile={flagfile}",
-         f"--run_dir={run_dir}", "--total_steps=3"],
-        capture_output=True, text=True, env=subprocess_env, cwd=repo_root, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "done: 3 steps" in result.stdout
-    cfg = rundir.load_config(run_dir)
-    assert cfg == config_lib.preset("tiny", run_dir=str(run_dir), total_steps=3)
-    assert [s for s, _ in rundir.list_checkpoints(run_dir)] == [3]
-    samples = {p.name for p in (run_dir / "samples").iterdir()}
-    assert {"generation_00000003.png", "reconstruction_00000003.png"} <= samples
-    assert [r["step"] for r in _loss_records(run_dir)] == [3]
+def _distance(a, b):
+    return sum(float(np.abs(x - y).sum()) for x, y in zip(a, b, strict=True))
 
 
-def test_cli_rejects_bad_flags(tmp_path, subprocess_env, repo_root):
-    result = subprocess.run(
-        [sys.executable, "-m", "onegan_tf.train", "--flagfile=flags/tiny.flags",
-         "--dataset=nope", f"--run_dir={tmp_path / 'bad'}"],
-        capture_output=True, text=True, env=subprocess_env, cwd=repo_root, timeout=120)
-    assert result.returncode != 0
-    assert "--dataset='nope'" in result.stderr
-    assert not (tmp_path / "bad").exists()  # nothing created for an invalid config
+def _same(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
 
-def test_rundir_stats_survive_a_torn_line(tmp_path):
-    rundir.append_stats(tmp_path, {"step": 1, "gen/total": 2.5})
-    rundir.append_stats(tmp_path, {"step": 2, "gen/total": 2.0})
-    with open(tmp_path / "stats.jsonl", "a") as f:
-        f.write('{"step": 3, "gen/to')  # killed mid-append
-    assert rundir.read_stats(tmp_path) == [{"step": 1, "gen/total": 2.5},
-                                           {"step": 2, "gen/total": 2.0}]
-    assert rundir.read_stats(tmp_path / "missing") == []
+def test_schedule_boundaries_and_active_paths_at_boundaries():
+    gen, fake, real = (GEN,), (GEN, FAKE), (GEN, FAKE, REAL)
+    tiny = config_lib.preset("tiny")
+    assert loop.schedule_boundaries(tiny) == [10, 20, 30]
+    assert [active_paths(tiny, s) for s in (0, 9, 10, 19, 20, 29, 10**6)] == [
+        gen, gen, fake, fake, real, real, real]
+    assert loop.schedule_boundaries(tiny.replace(total_steps=12)) == [10, 12]
+    assert loop.schedule_boundaries(tiny.replace(total_steps=5)) == [5]
+    assert loop.schedule_boundaries(tiny.replace(multi_phase=False)) == [10, 20, 30]
+    split = tiny.replace(phase1_steps=6, fake_recon_start=8, real_recon_start=8)
+    assert loop.schedule_boundaries(split) == [6, 8, 30]
+    assert [active_paths(split, s) for s in (5, 6, 7, 8)] == [gen, gen, gen, real]
+    # Phase II (the clones) starts at 10, the fake reconstruction only at 12.
+    gap = tiny.replace(fake_recon_start=12)
+    assert phase_two_start(gap) == 10 and loop.schedule_boundaries(gap) == [10, 12, 20, 30]
+    assert [active_paths(gap, s) for s in (9, 10, 11, 12, 19, 20, 10**6)] == [
+        gen, gen, gen, fake, fake, real, real]
+    # Whatever the configuration, paths change (and clones load) only at a boundary, so that
+    # train() can run one fit() per segment with fixed paths.
+    configs = [tiny, split, gap, tiny.replace(real_recon=False), tiny.replace(multi_phase=False),
+               tiny.replace(phase1_only=True), tiny.replace(total_steps=15),
+               tiny.replace(phase1_steps=0, fake_recon_start=0, real_recon_start=0),
+               tiny.replace(phase1_steps=3, fake_recon_start=11, real_recon_start=29)]
+    for c in configs:
+        bounds = loop.schedule_boundaries(c)
+        assert bounds == sorted(set(bounds)) and bounds[-1] == c.total_steps
+        for s in range(1, c.total_steps):
+            if active_paths(c, s) != active_paths(c, s - 1) or s == phase_two_start(c):
+                assert s in bounds, (c, s)
 
 
-def test_atomic_write_leaves_old_file_on_failure(tmp_path):
-    target = tmp_path / "config.json"
-    fileio.atomic_write(target, "old\n")
-
-    class Boom:  # not str/bytes: the write itself fails after the temporary was created
-        pass
-
-    with pytest.raises(TypeError):
-        fileio.atomic_write(target, Boom())
-    assert target.read_text() == "old\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
-    fileio.atomic_write(target, b"new")
-    assert target.read_bytes() == b"new"
+def _training_records(run_dir):
+    """stats.jsonl lines written by the training log (other lines, e.g. evaluations, have no
+    'paths')."""
+    return [r for r in rundir.read_stats(run_dir) if "paths" in r]
 
 
-@pytest.mark.parametrize("tf_config, chief", [
-    (None, True),
-    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}, True),
-    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}, False),
-    ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}},
-     False),
-    ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}},
-     True),
-])
-def test_is_chief(monkeypatch, tf_config, chief):
-    if tf_config is None:
-        monkeypatch.delenv("TF_CONFIG", raising=False)
-    else:
-        monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
-    assert distribute.is_chief() is chief
+def _train(config, monkeypatch):
+    """loop.train, its model run eagerly (tracing the three-path step costs more than the
+    few steps these tests run); returns (model, printed text)."""
+    build = loop.build_model
+
+    def eager_build(*args, **kwargs):
+        built = build(*args, **kwargs)
+        built.run_eagerly = True
+        return built
+
+    monkeypatch.setattr(loop, "build_model", eager_build)
+    stream = io.StringIO()
+    trained = loop.train(config, stream=stream)
+    return trained, stream.getvalue()
+
+
+def test_resume_across_the_phase_two_boundary(tmp_path, monkeypatch):
+    base = config_lib.preset(
+        "tiny", batch_size=2, phase1_steps=2, fake_recon_start=2, real_recon_start=3,
+        log_every=1, sample_every=1000, checkpoint_every=1000, keep_checkpoints=5,
+        run_dir=str(tmp_path / "run"))
+    # Run 1 stops inside Phase I.
+    first, text = _train(base.replace(total_steps=1), monkeypatch)
+    assert int(first.step.numpy()) == 1 and int(first.clones_loaded.numpy()) == 0
+    assert "Phase II starts" not in text
+    # Run 2 resumes and crosses both boundaries (clones + fake at 2, real at 3).
+    second, text = _train(base.replace(total_steps=4), monkeypatch)
+    assert "resumed" in text and "at step 1" in text
+    assert text.count("Phase II starts") == 1 and "step 2: Phase II starts" in text
+    assert int(second.step.numpy()) == 4
+    assert int(second.clones_loaded.numpy()) == 1
+    assert [int(o.iterations.numpy()) for o in second.d_optimizers().values()] == [4, 2, 1]
+    assert not _same(_pair_weights(second, GEN), _pair_weights(second, FAKE))
+    stats = _training_records(base.run_dir)
+    assert [r["step"] for r in stats] == [1, 2, 3, 4]
+    # Record k logs the step k-1 -> k, trained with active_paths(k - 1).
+    assert [r["paths"] for r in stats] == [
+        "generation", "generation", "generation+fake", "generation+fake+real"]
+    assert "fake/REC" not in stats[1] and "fake/REC" in stats[2] and "real/REC" in stats[3]
+    assert [s for s, _ in rundir.list_checkpoints(base.run_dir)] == [1, 2, 3, 4]
+    fake_at_4, generation_at_4 = _pair_weights(second, FAKE), _pair_weights(second, GEN)
+    # Run 3 resumes inside Phase II: clones_loaded comes back from the checkpoint, so the
+    # trained clones are not overwritten by D_bg/D_c again.
+    third, text = _train(base.replace(total_steps=5), monkeypatch)
+    assert "Phase II starts" not in text
+    assert int(third.step.numpy()) == 5 and int(third.clones_loaded.numpy()) == 1
+    stats = _training_records(base.run_dir)
+    assert [r["step"] for r in stats] == [1, 2, 3, 4, 5]
+    assert stats[-1]["paths"] == "generation+fake+real"
+    # The fake clone of step 4 was restored and trained one more step: it is nearer its step-4
+    # self than the step-4 D_bg/D_c it would have been reset to (one step apart, were it reset;
+    # measured: 0.86 vs 4.1).
+    fake_at_5 = _pair_weights(third, FAKE)
+    assert _distance(fake_at_5, fake_at_4) < 0.5 * _distance(fake_at_5, generation_at_4)
