@@ -86,6 +86,8 @@ GROUPS: dict[str, dict[str, str]] = {
         "mode_seeking_weight": "weight of a mode-seeking term in the generation path (0 = off)",
         "mask_parent_info_weight": "weight of a head Q_p that reads the parent from the "
                                    "generated mask (0 = off)",
+        "mask_adversarial_weight": "weight of a mask discriminator D_m: generated masks "
+                                   "against the masks predicted for real images (0 = off)",
     },
     "execution": {
         "strategy": "tf.distribute strategy",

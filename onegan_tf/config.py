@@ -98,6 +98,11 @@ class Config:
     # generators, reads the parent from the generated mask alone (FineGAN's parent stage has
     # the like on its masked foreground). 0 = off (and no Q_p variables).
     mask_parent_info_weight: float = 0.0
+    # Not in the paper: weight of an adversarial loss on the generated mask alone, against a
+    # mask discriminator D_m that sees the masks the EMA model predicts for real images as
+    # real: generated silhouettes must look like the segmented real objects'. 0 = off (and no
+    # D_m variables).
+    mask_adversarial_weight: float = 0.0
 
     # Execution.
     strategy: str = "default"
@@ -175,7 +180,7 @@ class Config:
             if not 0.0 <= getattr(self, field) < 1.0:
                 fail(field, "must be in [0, 1)")
         for field in ("bg_adv_weight", "rv_weight", "rm_weight", "mode_seeking_weight",
-                      "mask_parent_info_weight"):
+                      "mask_parent_info_weight", "mask_adversarial_weight"):
             if getattr(self, field) < 0:
                 fail(field, "must be >= 0")
         if self.learning_rate <= 0:

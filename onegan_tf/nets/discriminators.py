@@ -143,3 +143,14 @@ class MaskParentClassifier(keras.Model):
     def get_config(self):
         return {**super().get_config(), "df_dim": self.df_dim, "image_size": self.image_size,
                 "num_parents": self.num_parents}
+
+
+@keras.saving.register_keras_serializable("onegan")
+class MaskDiscriminator(MaskParentClassifier):
+    """D_m: mask [B, H, W, 1] -> real/fake logit [B, 1] (the `mask_adversarial_weight` option).
+    Q_p's network with one output; the "real" masks are those the model predicts for real
+    images, so it needs no labels."""
+
+    def __init__(self, df_dim: int, image_size: int, **kwargs):
+        kwargs.pop("num_parents", None)
+        super().__init__(df_dim, image_size, 1, **kwargs)

@@ -18,6 +18,7 @@ from onegan_tf.config import Config
 from onegan_tf.nets.autoencoder import AutoEncoder, ablate_betas, copy_weights, ema_update
 from onegan_tf.nets.discriminators import (
     BackgroundDiscriminator,
+    MaskDiscriminator,
     MaskParentClassifier,
     ObjectDiscriminator,
 )
@@ -92,6 +93,9 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
         self.mask_parent_head = (
             MaskParentClassifier(cfg.df_dim, cfg.image_size, cfg.num_parents, name="Q_p")
             if cfg.mask_parent_info_weight > 0 else None)
+        self.mask_discriminator = (
+            MaskDiscriminator(cfg.df_dim, cfg.image_size, name="D_m")
+            if cfg.mask_adversarial_weight > 0 else None)
         # The global step: one per train_step, also when a loss-scaled update is skipped.
         self.global_step = self.add_weight(
             shape=(), initializer="zeros", trainable=False, name="global_step", dtype="int64",
@@ -121,8 +125,9 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
         for d_bg, d_c in self.discriminator_pairs().values():
             d_bg(images)
             d_c(images)
-        if self.mask_parent_head is not None:
-            self.mask_parent_head(images[..., :1])
+        for head in (self.mask_parent_head, self.mask_discriminator):
+            if head is not None:
+                head(images[..., :1])
         self.built = True
 
     def call(self, images, training=None):
@@ -133,8 +138,9 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
         nets = dict(self.autoencoder.networks())
         for d_bg, d_c in self.discriminator_pairs().values():
             nets[d_bg.name], nets[d_c.name] = d_bg, d_c
-        if self.mask_parent_head is not None:
-            nets[self.mask_parent_head.name] = self.mask_parent_head
+        for head in (self.mask_parent_head, self.mask_discriminator):
+            if head is not None:
+                nets[head.name] = head
         return nets
 
     def generator_variables(self):
@@ -146,7 +152,9 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
 
     def discriminator_variables(self, path: str):
         d_bg, d_c = self.discriminator_pairs()[path]
-        return d_bg.trainable_variables + d_c.adversarial_variables
+        extra = (self.mask_discriminator.trainable_variables
+                 if path == "generation" and self.mask_discriminator is not None else [])
+        return d_bg.trainable_variables + d_c.adversarial_variables + extra
 
     def compile(self, **kwargs):
         super().compile(**kwargs)
@@ -231,6 +239,17 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
         return {f"D_{path}/bgA": bg_a, f"D_{path}/bgB": bg_b, f"D_{path}/cA": c_a,
                 f"D_{path}/total": total}
 
+    def mask_discriminator_loss(self, real_images, generated_masks):
+        """D_m's loss (the `mask_adversarial_weight` option): the masks the EMA model predicts
+        for the real images (inference betas, no gradient) are real, the generated ones fake."""
+        batch = ops.shape(real_images)[0]
+        betas = ablate_betas(self.config, {k: ops.ones((batch,)) for k in
+                                           ("beta1", "beta2", "beta3", "beta4")})
+        real_masks = ops.stop_gradient(self.ema.reconstruct(real_images, betas)["mask"])
+        return losses.discriminator_loss(self.mask_discriminator(real_masks),
+                                         self.mask_discriminator(ops.stop_gradient(
+                                             generated_masks)))
+
     def adversarial_losses(self, path, images, backgrounds):
         """Eq. 11 for the generator side against one path's D pair (+ D_c outputs for reuse)."""
         d_bg, d_c = self.discriminator_pairs()[path]
@@ -296,6 +315,8 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
         if self.mask_parent_head is not None:
             terms["CE_mask_parent"] = losses.cross_entropy(self.mask_parent_head(gen["mask"]),
                                                            parent)
+        if self.mask_discriminator is not None:
+            terms["M_adv"] = losses.generator_loss(self.mask_discriminator(gen["mask"]))
         rm_weight = cfg.rm_weight if cfg.use_rm_loss else 0.0
         terms["total"] = (
             terms["G"] + terms["CE_parent"] + terms["CE_child"] + terms["CE_info"]
@@ -303,7 +324,8 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
             + cfg.rv_weight * terms["R_v"] + rm_weight * terms["R_M"]
             + (cfg.mode_seeking_weight * terms["MS"] if "MS" in terms else 0.0)
             + (cfg.mask_parent_info_weight * terms["CE_mask_parent"]
-               if "CE_mask_parent" in terms else 0.0))
+               if "CE_mask_parent" in terms else 0.0)
+            + (cfg.mask_adversarial_weight * terms["M_adv"] if "M_adv" in terms else 0.0))
         terms["mask_area"] = ops.mean(gen["mask"])  # diagnostic only, not in the total
         return {f"gen/{k}": v for k, v in terms.items()}
 
@@ -365,6 +387,10 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
             for path, (fake_images, fake_bgs) in fakes.items():
                 terms = self.discriminator_losses(path, real_images, real_backgrounds,
                                                   sg(fake_images), sg(fake_bgs))
+                if path == "generation" and self.mask_discriminator is not None:
+                    terms["D_generation/M"] = self.mask_discriminator_loss(real_images,
+                                                                           gen["mask"])
+                    terms["D_generation/total"] += terms["D_generation/M"]
                 logs.update(terms)
                 d_totals[path] = self.d_optimizers()[path].scale_loss(
                     terms[f"D_{path}/total"] / replicas)

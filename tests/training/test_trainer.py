@@ -739,6 +739,37 @@ def test_mask_parent_head_is_trained_with_the_generators_only_when_on(cfg):
     assert all(g is not None and float(tf.reduce_sum(tf.abs(g))) > 0 for g in grads)
 
 
+def test_mask_discriminator_routing_only_when_on(cfg):
+    """D_m learns from the D update (real = the EMA model's masks of real images, without
+    gradient; fake = detached generated masks); its adversarial term trains the mask generator,
+    and D_m is not among the variables the generator update applies to."""
+    off = loop.build_model(cfg)
+    assert off.mask_discriminator is None and "D_m" not in off.networks()
+    model = loop.build_model(cfg.replace(mask_adversarial_weight=1.0))
+    d_m = model.mask_discriminator
+    assert _ids(d_m.trainable_variables) <= _ids(model.discriminator_variables("generation"))
+    assert not _ids(d_m.trainable_variables) & _ids(model.generator_variables())
+    child, z, real, _ = _fake_batch(model, cfg, 12)
+    everything = list({id(v): v for v in model.trainable_variables
+                       + model.ema.weights}.values())
+    with tf.GradientTape(persistent=True) as tape:
+        gen = model.autoencoder.generate(child, z, training=True)
+        d_loss = model.mask_discriminator_loss(real, gen["mask"])
+        g_loss = model.generation_path(gen, child, z)["gen/M_adv"]
+    d_grads = tape.gradient(d_loss, everything)
+    assert {id(v) for v, g in zip(everything, d_grads) if g is not None} == _ids(
+        d_m.trainable_variables)
+    g_grads = dict(zip(map(id, everything), tape.gradient(g_loss, everything)))
+    mask_net = model.autoencoder.appearance_generator.to_mask.trainable_variables
+    assert all(g_grads[id(v)] is not None and float(tf.reduce_sum(tf.abs(g_grads[id(v)]))) > 0
+               for v in mask_net)
+    # The real masks are the EMA model's inference masks of the real images.
+    betas = {k: tf.ones((BATCH,)) for k in ("beta1", "beta2", "beta3", "beta4")}
+    masks = model.ema.reconstruct(real, betas)["mask"]
+    expected = losses.discriminator_loss(d_m(masks), d_m(gen["mask"]))
+    np.testing.assert_allclose(float(d_loss), float(expected), rtol=1e-5)
+
+
 def test_shifted_composite_moves_the_foreground_layer(cfg):
     model = loop.build_model(cfg.replace(fg_shift=0.2))  # up to round(6.4) = 6 pixels
     size = cfg.image_size
