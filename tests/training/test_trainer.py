@@ -91,8 +91,10 @@ class _ApplySpy:
 
 # --- variable partition (no training) --------------------------------------------------------
 @pytest.fixture(scope="module")
-def cfg():
-    return config_lib.preset("tiny", batch_size=BATCH)
+def cfg(tiny_config):
+    """The tiny config (batch BATCH), under the short name the tests below use."""
+    assert tiny_config.batch_size == BATCH
+    return tiny_config
 
 
 def test_variable_sets_are_disjoint(tiny_model):
