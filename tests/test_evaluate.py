@@ -154,10 +154,13 @@ def test_finetune_and_evaluate_on_a_folder(tmp_path):
     assert "object_removal" not in plain
 
     results = evaluate_run(cfg.run_dir, examples=16, evaluator_weights=str(path),
-                           log=logs.append)
+                           fid_samples=12, log=logs.append)
     gen = results["generation"]
     assert gen["evaluator"] == "inception-finetuned" and gen["fid"] >= 0
-    # 12 held-out images -> 12 generated, one per code: no code has two images to compare.
+    # InceptionV3: the reference protocol, --fid_samples generated images against as many
+    # training objects.
+    assert gen["generated"] == 12 and "12 training objects" in gen["fid_protocol"]
+    # 12 generated, one per code: no code has two images to compare.
     assert gen["diversity_skipped"] == "no group has 2 or more members"
     assert "Skipped: diversity: no group" in (tmp_path / "run" / "metrics.md").read_text()
     assert "cfid" in gen or "cfid_skipped" in gen
