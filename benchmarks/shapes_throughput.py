@@ -1,6 +1,8 @@
-"""Throughput of the synthetic shapes input pipeline (images/s, after warm-up).
+"""Throughput of the synthetic input pipelines, shapes or clutter (images/s, after warm-up).
 
-Usage: python benchmarks/shapes_throughput.py [--sizes 32 64 128] [--batch_size 32] [--seconds 3]
+Usage: python benchmarks/shapes_throughput.py [--dataset clutter] [--sizes 32 64 128]
+       [--batch_size 32] [--seconds 3]
+(`taskset -c 0 python ...` measures one core.)
 
 "objects" and "backgrounds" time each dataset alone; "both" zips them, which is what a OneGAN
 training step consumes (one object batch + one background batch), and counts object images.
@@ -12,7 +14,7 @@ import time
 
 import tensorflow as tf
 
-from onegan_tf.data import shapes
+from onegan_tf.data import clutter, shapes
 
 
 def images_per_second(dataset, batch_size, seconds, warmup_batches=3):
@@ -29,20 +31,23 @@ def images_per_second(dataset, batch_size, seconds, warmup_batches=3):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=["shapes", "clutter"], default="shapes")
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128])
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
 
-    print(f"{os.cpu_count()} CPUs, batch {args.batch_size}, {args.seconds:g} s per measurement")
+    module = {"shapes": shapes, "clutter": clutter}[args.dataset]
+    print(f"{args.dataset}: {len(os.sched_getaffinity(0))} CPUs, batch {args.batch_size}, "
+          f"{args.seconds:g} s per measurement")
     print(
         f"{'size':>5} {'objects img/s':>14} {'backgrounds img/s':>18} {'both img/s':>11}"
         f" {'ms/batch (both)':>16}"
     )
     for size in args.sizes:
         common = {"seed": 0, "image_size": size, "batch_size": args.batch_size}
-        objects = shapes.object_dataset(**common)
-        backgrounds = shapes.background_dataset(**common)
+        objects = module.object_dataset(**common)
+        backgrounds = module.background_dataset(**common)
         both = tf.data.Dataset.zip((objects, backgrounds))
         rates = [
             images_per_second(ds, args.batch_size, args.seconds)

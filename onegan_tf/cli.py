@@ -4,7 +4,7 @@ Every config flag is optional: an unset flag keeps the preset's value. `--preset
 preset (default: the one named like `--dataset`, else `shapes`); `--flagfile=flags/cub.flags`
 works as everywhere in absl. The fields with a fixed set of values (`config.CHOICES`) and
 `--preset` are enum flags: another value stops the parse with the Config's own message,
-`--dataset='nope': choose one of shapes, cub, dogs, cars, folder`.
+`--dataset='nope': choose one of shapes, clutter, cub, dogs, cars, folder`.
 
 `run(main)` is `app.run(main)` with a --help that lists the command's flags and then the config
 flags by group, each with its type and its default per preset:

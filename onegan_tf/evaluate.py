@@ -5,17 +5,18 @@ paper's Tables 1-2 that the dataset has ground truth for, beside trivial baselin
 RUN/metrics.json and RUN/metrics.md (also printed), and the paper's Fig. 3-6 layouts as
 RUN/figures/{generation,reconstruction,conditional_generation,translation}.png:
 
-- segmentation IoU / DICE (masks: shapes, CUB, a folder with eval/masks/);
+- segmentation IoU / DICE (masks: shapes, clutter, CUB, a folder with eval/masks/);
 - clustering ACC / NMI at parent level (E_p's own head, and separately the code-tree parent
-  of E_c's child) and child level (labels: shapes, a folder's labels.csv; the class label of
-  CUB / Dogs / Cars at child level);
+  of E_c's child) and child level (labels: shapes, clutter, a folder's labels.csv; the class
+  label of CUB / Dogs / Cars at child level);
 - reconstruction L1; object removal L1 / PSNR inside the object against the true clean
-  background (shapes only: no real dataset has it);
-- FID, IS, CFID, CIS and the diversity within a code from the evaluator network: the cached
-  small classifier for shapes (built by default), `--evaluator_weights` (InceptionV3, see
-  `python -m onegan_tf.evaluator`) for real data;
-- the shape accuracy of generated masks (shapes only: a cached classifier of the shape family
-  of a mask, trained on true masks) and the area of generated masks against the true objects'.
+  background (shapes and clutter only: no real dataset has it);
+- FID, IS, CFID, CIS and the diversity within a code from the evaluator network: a cached
+  small classifier for shapes and one for clutter (built by default), `--evaluator_weights`
+  (InceptionV3, see `python -m onegan_tf.evaluator`) for real data;
+- the shape accuracy of generated masks (shapes and clutter: a cached classifier of the shape
+  family of a mask, trained on true masks) and the area of generated masks against the true
+  objects'.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ def define_flags():
     flags.DEFINE_string("evaluator_weights", None,
                         "local evaluator file for FID/IS on real data: a fine-tuned .keras "
                         "from python -m onegan_tf.evaluator, or ImageNet InceptionV3 .h5")
-    flags.DEFINE_string("evaluator_cache", None, "where the shapes evaluator and shape "
-                        "classifier are cached (default $ONEGAN_TF_CACHE or "
+    flags.DEFINE_string("evaluator_cache", None, "where the shapes / clutter evaluators and "
+                        "shape classifiers are cached (default $ONEGAN_TF_CACHE or "
                         "~/.cache/onegan_tf)")
     flags.DEFINE_string("data_dir", None, "override the run's --data_dir (data moved)")
     flags.DEFINE_integer("seed", 0, "seed of the generated images and the k-means baseline")
@@ -92,14 +93,16 @@ def evaluate_run(run_dir, *, examples: int = 2048, generated: int | None = None,
     judge, shape_judge = None, None
     if evaluator_weights:
         judge = networks.load_evaluator(evaluator_weights)
-    elif config.dataset == "shapes":
-        judge = networks.shapes_evaluator(config.image_size, evaluator_cache, log=log)
+    elif config.dataset in networks.SYNTHETIC_DATASETS:
+        judge = networks.shapes_evaluator(config.image_size, evaluator_cache, log=log,
+                                          dataset=config.dataset)
     else:
         skipped.append("FID / IS / CFID / CIS / diversity: give --evaluator_weights (see "
                        "python -m onegan_tf.evaluator)")
-    if config.dataset == "shapes":
+    if config.dataset in networks.SYNTHETIC_DATASETS:
         shape_judge = networks.shape_classifier(config.image_size, networks.SHAPE_FAMILIES,
-                                                 evaluator_cache, log=log)
+                                                 evaluator_cache, log=log,
+                                                 dataset=config.dataset)
     else:
         skipped.append("shape accuracy of generated masks: only the synthetic data has "
                        "known shape families")

@@ -132,7 +132,8 @@ def test_bad_flags_exit_2_with_one_line_naming_the_flag(subprocess_env, repo_roo
     bad = _run(["--dataset=nope", "--dry_run", f"--run_dir={tmp_path / 'run'}"],
                subprocess_env, repo_root)
     assert (bad.returncode, bad.stdout) == (2, "")
-    assert bad.stderr == "error: --dataset='nope': choose one of shapes, cub, dogs, cars, folder\n"
+    assert bad.stderr == ("error: --dataset='nope': choose one of shapes, clutter, cub, dogs, "
+                          "cars, folder\n")
     flagfile = tmp_path / "bad.flags"
     flagfile.write_text("--preset=tiny\n--mixed_precision=float64\n")
     bad = _run([f"--flagfile={flagfile}", "--dry_run"], subprocess_env, repo_root)
