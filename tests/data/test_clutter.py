@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from class_separability import nearest_centroid_accuracy
 from scipy.spatial import ConvexHull
 
 from onegan_tf import config as config_lib
@@ -32,16 +33,6 @@ def _backgrounds(start, count, size=64, seed=SEED):
 def many():
     """400 object scenes at 64 px (shared by the statistics tests)."""
     return _render(0, 400)
-
-
-def _nearest_centroid_accuracy(features, labels):
-    """Fits class centroids on even rows, returns accuracy on odd rows (features standardised)."""
-    features = (features - features.mean(0)) / (features.std(0) + 1e-6)
-    train, test = slice(0, None, 2), slice(1, None, 2)
-    classes = np.unique(labels[train])
-    centroids = np.stack([features[train][labels[train] == c].mean(0) for c in classes])
-    dist = ((features[test][:, None] - centroids[None]) ** 2).sum(-1)
-    return float((classes[dist.argmin(1)] == labels[test]).mean())
 
 
 @pytest.mark.parametrize("size", [32, 64])
@@ -151,7 +142,7 @@ def test_silhouettes_are_not_convex_and_tell_the_parent(many):
         r = np.hypot(ys - ys.mean(), xs - xs.mean()) / np.sqrt(len(xs))
         radial.append(np.histogram(r, bins=8, range=(0.0, 1.2))[0] / len(xs))
     features = np.concatenate([solidity[:, None], np.array(radial)], 1)
-    assert _nearest_centroid_accuracy(features, many["parent"]) > 0.6
+    assert nearest_centroid_accuracy(features, many["parent"]) > 0.6
 
 
 def test_some_objects_are_low_contrast(many):
@@ -174,7 +165,7 @@ def _hue_features(images):
 
 def test_backgrounds_follow_the_parent_often_not_always(many):
     features = _hue_features(many["background"])
-    accuracy = _nearest_centroid_accuracy(features, many["parent"])
+    accuracy = nearest_centroid_accuracy(features, many["parent"])
     # Chance is 1/4; 3 in 4 backgrounds are the parent's family, so even a perfect reader of
     # the family scores about 0.81.
     assert 0.55 < accuracy < 0.9
@@ -184,7 +175,7 @@ def test_backgrounds_follow_the_parent_often_not_always(many):
     stream = np.repeat([0, 1], 400)
     order = np.random.default_rng(0).permutation(800)
     both = np.concatenate([features, clean])[order]
-    assert _nearest_centroid_accuracy(both, stream[order]) < 0.62
+    assert nearest_centroid_accuracy(both, stream[order]) < 0.62
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from class_separability import nearest_centroid_accuracy
 
 from onegan_tf.data import shapes
 
@@ -21,16 +22,6 @@ def _render(start, count, size=32, seed=SEED, **kwargs):
 def many():
     """480 object scenes at 32 px (shared by the statistics tests)."""
     return _render(0, 480)
-
-
-def _nearest_centroid_accuracy(features, labels):
-    """Fits class centroids on even rows, returns accuracy on odd rows (features standardised)."""
-    features = (features - features.mean(0)) / (features.std(0) + 1e-6)
-    train, test = slice(0, None, 2), slice(1, None, 2)
-    classes = np.unique(labels[train])
-    centroids = np.stack([features[train][labels[train] == c].mean(0) for c in classes])
-    dist = ((features[test][:, None] - centroids[None]) ** 2).sum(-1)
-    return float((classes[dist.argmin(1)] == labels[test]).mean())
 
 
 @pytest.mark.parametrize("size", [16, 64])
@@ -125,7 +116,7 @@ def _radial_histogram(mask):
 def test_parents_have_distinct_silhouettes():
     out = _render(1000, 400, size=64, num_parents=6)
     features = np.stack([_radial_histogram(m[..., 0]) for m in out["mask"]])
-    assert _nearest_centroid_accuracy(features, out["parent"]) > 0.85
+    assert nearest_centroid_accuracy(features, out["parent"]) > 0.85
 
 
 def test_children_have_distinct_colours(many):
@@ -135,7 +126,7 @@ def test_children_have_distinct_colours(many):
     mean = (obj * mask).sum(axis=(1, 2)) / n
     std = np.sqrt(((obj - mean[:, None, None]) ** 2 * mask).sum(axis=(1, 2)) / n)
     features = np.concatenate([mean, std], axis=1)
-    assert _nearest_centroid_accuracy(features, many["child"]) > 0.9
+    assert nearest_centroid_accuracy(features, many["child"]) > 0.9
 
 
 def test_backgrounds_follow_the_parent_in_hue_only_and_are_muted(many):
@@ -144,13 +135,13 @@ def test_backgrounds_follow_the_parent_in_hue_only_and_are_muted(many):
     weight = hsv[..., 1]
     hue = np.stack([(np.cos(angle) * weight).mean((1, 2)), (np.sin(angle) * weight).mean((1, 2))],
                    1)
-    assert _nearest_centroid_accuracy(hue, many["parent"]) > 0.9
+    assert nearest_centroid_accuracy(hue, many["parent"]) > 0.9
     # Neither the brightness nor the layout (the mean of each image half) says much about the
     # parent (chance is 1/4): only the hue does.
     value = hsv[..., 2]
     layout = np.stack([value[:, :16].mean((1, 2)), value[:, 16:].mean((1, 2)),
                        value[:, :, :16].mean((1, 2)), value[:, :, 16:].mean((1, 2))], 1)
-    assert _nearest_centroid_accuracy(layout, many["parent"]) < 0.4
+    assert nearest_centroid_accuracy(layout, many["parent"]) < 0.4
     # Objects are saturated, backgrounds muted: mean HSV saturation differs clearly.
     sat = tf.image.rgb_to_hsv((many["image"] + 1) / 2).numpy()[..., 1]
     fg = many["mask"][..., 0] == 1
@@ -166,7 +157,7 @@ def test_background_ripples_follow_the_parent(many):
     gy, gx = np.gradient(fine, axis=(1, 2))
     jxx, jyy, jxy = (gx * gx).mean((1, 2)), (gy * gy).mean((1, 2)), (gx * gy).mean((1, 2))
     orientation = np.stack([jxx - jyy, 2 * jxy], 1) / (jxx + jyy)[:, None]
-    assert _nearest_centroid_accuracy(orientation, many["parent"]) > 0.9
+    assert nearest_centroid_accuracy(orientation, many["parent"]) > 0.9
 
 
 def test_kmeans_on_pixels_does_not_cluster_the_classes(many):
