@@ -28,7 +28,7 @@ FLAGS = flags.FLAGS
 # The help of every Config field, by group; --help lists them in this order.
 GROUPS: dict[str, dict[str, str]] = {
     "data": {
-        "dataset": "the images: the built-in synthetic shapes, a TFDS dataset, or a folder",
+        "dataset": "the images: built-in synthetic (shapes, clutter), a TFDS dataset, or a folder",
         "data_dir": "TFDS data directory (cub, dogs, cars) or the image folder (folder)",
         "image_size": "image side in pixels, a power of two in [16, 512]",
         "num_parents": "N_P, parent clusters (at most --num_children)",
