@@ -28,7 +28,6 @@ _FAMILIES = (
     (0.02, 0.07, 0.42, 0.45, 3.5, 2.5, 90.0, 0.50, 0.35),  # brick: red-brown, streaks
 )
 MAX_FAMILIES = len(_FAMILIES)
-_FAMILY_TABLE = tf.constant(_FAMILIES, tf.float32)  # [families, fields]
 
 NOISE_GRIDS = (8, 16, 32)  # value-noise octaves: grid sides; 2 channels (luminance, palette)
 NOISE_CHANNELS = 2
@@ -52,7 +51,9 @@ NUM_BLOCK_UNIFORMS = 4  # per block: luminance DC, AC amplitude, two AC frequenc
 
 def family_of(index):
     """[B] int32 family -> dict of [B] float32 fields (_FAMILY_FIELDS)."""
-    row = tf.gather(_FAMILY_TABLE, index)
+    # (a constant built here, not at import: a TF op at import time would initialise the
+    # eager context before MultiWorkerMirroredStrategy can configure collective ops)
+    row = tf.gather(tf.constant(_FAMILIES, tf.float32), index)  # [families, fields]
     return {name: row[:, i] for i, name in enumerate(_FAMILY_FIELDS)}
 
 

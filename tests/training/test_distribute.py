@@ -42,3 +42,19 @@ def test_is_chief(monkeypatch, tf_config, chief):
     else:
         monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
     assert distribute.is_chief() is chief
+
+
+def test_importing_the_package_runs_no_tensorflow_op(subprocess_env):
+    """MultiWorkerMirroredStrategy must configure collective ops before TensorFlow's context
+    starts; a TF op at import time (e.g. a module-level tf.constant) would start it. Imports
+    every module, then a setting that may only change before the context starts."""
+    script = (
+        "import importlib, pkgutil, onegan_tf\n"
+        "for m in pkgutil.walk_packages(onegan_tf.__path__, 'onegan_tf.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "import tensorflow as tf\n"
+        "tf.config.threading.set_inter_op_parallelism_threads(2)  # RuntimeError once started\n"
+        "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=subprocess_env, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
