@@ -184,7 +184,7 @@ def _evaluator_metrics(evaluator, generated: dict, examples: dict,
     quantised to 8 bits as PNGs would be, unbiased covariances, and `reference_features` (of
     training objects, `training_reference_features`) as the real set when given."""
     protocol = getattr(evaluator, "reference_protocol", False)
-    prepare = metrics.quantised if protocol else np.asarray
+    prepare = _evaluator_input(evaluator)
     real_features, real_probs = evaluator(prepare(examples["image"]))
     conditions = generated["child"]
     gen_features, gen_probs = evaluator(prepare(generated["image"]))
@@ -252,12 +252,16 @@ def _shape_accuracy(shape_classifier, generated: dict, examples: dict,
     return out, reference
 
 
+def _evaluator_input(evaluator):
+    """How images reach `evaluator`: quantised to 8 bits under the reference protocol."""
+    return metrics.quantised if getattr(evaluator, "reference_protocol", False) else np.asarray
+
+
 def training_reference_features(evaluator, batches, count: int) -> np.ndarray:
     """Evaluator features [count, D] of the first `count` training objects of `batches` (an
     iterable of dicts with "image" in [-1, 1], e.g. data.training_dataset), quantised to 8 bits
     for a reference-protocol evaluator; streamed, so only the features are kept."""
-    prepare = metrics.quantised if getattr(evaluator, "reference_protocol", False) \
-        else np.asarray
+    prepare = _evaluator_input(evaluator)
     features, seen = [], 0
     for batch in batches:
         images = np.asarray(batch["image"])[:count - seen]
