@@ -48,6 +48,12 @@ GROUPS: dict[str, dict[str, str]] = {
         "minibatch_stddev": "not in the paper: D_c also sees the batch's feature spread",
         "fg_shift": "not in the paper: D_c judges generated images with the foreground layer "
                     "moved by up to this fraction of the image side (0 = off)",
+        "pose_rotation": "not in the paper: generated objects drawn in a canonical pose are "
+                         "turned by up to this many degrees, read from z (0 = off)",
+        "pose_scale": "not in the paper: ... and scaled by a factor in [1/pose_scale, "
+                      "pose_scale] (1 = off)",
+        "pose_shift": "not in the paper: ... and shifted by up to this fraction of the image "
+                      "side (0 = off)",
     },
     "optimisation": {
         "batch_size": "global batch size, over all replicas",

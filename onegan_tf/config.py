@@ -51,6 +51,13 @@ class Config:
     d_norm: str = "none"  # D_c after its first conv: "none" or "layernorm" (FineGAN: BatchNorm)
     minibatch_stddev: bool = False  # D_c sees the batch's feature spread (not in the paper)
     fg_shift: float = 0.0  # D_c sees the foreground layer moved by up to this fraction (0 = off)
+    # Not in the paper: the generation path draws the object layer (I_fg, I_m) in a canonical
+    # pose and moves it by a pose read from z[:, 0:4] (nets/generators.pose_transforms): up to
+    # pose_rotation degrees either way, a scale in [1/pose_scale, pose_scale], a shift of up to
+    # pose_shift image sides. All at their identity values (0, 1, 0) = off, the paper.
+    pose_rotation: float = 0.0
+    pose_scale: float = 1.0
+    pose_shift: float = 0.0
 
     # Optimisation (paper: Adam 2e-4, betas 0.5/0.999, batch 20).
     batch_size: int = 32
@@ -122,6 +129,11 @@ class Config:
     def bypass_size(self) -> int:
         return self.image_size // self.bypass_divisor
 
+    @property
+    def object_pose(self) -> bool:
+        """Whether generation moves the object layer by a pose from z (the pose_* options)."""
+        return self.pose_rotation > 0 or self.pose_scale > 1 or self.pose_shift > 0
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
@@ -183,6 +195,14 @@ class Config:
                       "mask_parent_info_weight", "mask_adversarial_weight"):
             if getattr(self, field) < 0:
                 fail(field, "must be >= 0")
+        if not 0.0 <= self.pose_rotation <= 180.0:
+            fail("pose_rotation", "must be in [0, 180] degrees")
+        if self.pose_scale < 1.0:
+            fail("pose_scale", "must be >= 1 (the scale is drawn from [1/pose_scale, pose_scale])")
+        if not 0.0 <= self.pose_shift <= 0.5:
+            fail("pose_shift", "must be in [0, 0.5] image sides")
+        if self.object_pose and self.z_dim < 4:
+            fail("z_dim", "must be >= 4 when a pose_* option is on (z[:, 0:4] sets the pose)")
         if self.learning_rate <= 0:
             fail("learning_rate", "must be positive")
         if not 0.0 <= self.mask_area_min < self.mask_area_max <= 1.0:

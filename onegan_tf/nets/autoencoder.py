@@ -18,7 +18,9 @@ from onegan_tf.nets.generators import (
     BackgroundGenerator,
     PreImageGenerator,
     ShapeGenerator,
+    apply_pose,
     compose,
+    pose_transforms,
 )
 from onegan_tf.nets.layers import CodeEmbedding, Mixup
 
@@ -135,7 +137,12 @@ class AutoEncoder(keras.Model):
         in [-1, 1], mask [B, H, W, 1] in [0, 1], the pre-images and the codes."""
         parent_one_hot, child_one_hot = self.one_hots(child)
         v_bg, v_p, v_c = self.embed(parent_one_hot, child_one_hot)
+        cfg = self.config
         pre_fg, foreground, mask = self.decode_foreground(v_p, v_c, z, training=training)
+        if cfg.object_pose:  # the object layer moves together (the pose_* options)
+            pose = pose_transforms(z, cfg.image_size, cfg.pose_rotation, cfg.pose_scale,
+                                   cfg.pose_shift)
+            foreground, mask = apply_pose(foreground, pose), apply_pose(mask, pose)
         pre_bg, background = self.decode_background(v_bg, z, training=training)
         return {"image": compose(background, foreground, mask), "foreground": foreground,
                 "mask": mask, "background": background, "pre_foreground": pre_fg,

@@ -6,6 +6,8 @@ Widths follow FineGAN: 16*gf channels at 4x4, halving with each doubling of reso
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
@@ -166,6 +168,34 @@ class AppearanceGenerator(keras.Model):
     def get_config(self):
         return {**super().get_config(), "gf_dim": self.gf_dim, "image_size": self.image_size,
                 "norm": self.norm_kind, "num_residual": self.num_residual}
+
+
+def pose_transforms(z, image_size: int, rotation: float, scale: float, shift: float):
+    """The object's pose from the first four noise dimensions (the `pose_*` options).
+
+    Each of z[:, 0:4] (standard normal) becomes a uniform a in (-1, 1) through the normal CDF:
+    rotation a0 * `rotation` degrees, scale `scale` ** a1, shift a2, a3 * `shift` image sides,
+    about the image centre; z = 0 is the identity. -> [B, 8] projective transforms that map an
+    output pixel to the input pixel it samples (keras.ops.image.affine_transform's convention).
+    """
+    a = ops.erf(ops.cast(z[:, :4], "float32") / math.sqrt(2.0))
+    angle = a[:, 0] * (rotation * math.pi / 180.0)
+    inv_scale = ops.exp(-a[:, 1] * math.log(scale))
+    tx, ty = a[:, 2] * (shift * image_size), a[:, 3] * (shift * image_size)
+    cos, sin = ops.cos(angle) * inv_scale, ops.sin(angle) * inv_scale
+    # input = R(-angle) / scale @ (output - centre - t) + centre
+    centre = (image_size - 1) / 2.0
+    ox, oy = centre + tx, centre + ty
+    zeros = ops.zeros_like(cos)
+    return ops.stack([cos, sin, centre - cos * ox - sin * oy,
+                      -sin, cos, centre + sin * ox - cos * oy, zeros, zeros], axis=1)
+
+
+def apply_pose(images, transforms):
+    """images [B, H, W, C] moved by `transforms` (bilinear; outside the input reads 0)."""
+    return ops.image.affine_transform(images, transforms, interpolation="bilinear",
+                                      fill_mode="constant", fill_value=0.0,
+                                      data_format="channels_last")
 
 
 def compose(background, foreground, mask):

@@ -34,3 +34,52 @@ def test_generator_configs_round_trip(tiny_model, tiny_config, rebuild_from_conf
     for net, inputs in cases:
         clone = rebuild_from_config(net, inputs)
         assert clone.get_config() == net.get_config(), net.name
+
+
+def _uniform_to_z(a):
+    """The z whose normal CDF gives a in (-1, 1) through pose_transforms' mapping."""
+    from scipy.special import erfinv
+    return np.sqrt(2.0) * erfinv(np.asarray(a, np.float64))
+
+
+def _pose(a, size=32, rotation=180.0, scale=2.0, shift=0.25):
+    z = np.zeros((1, 8), np.float32)
+    z[0, :4] = _uniform_to_z(a)
+    return generators.pose_transforms(tf.constant(z), size, rotation, scale, shift)
+
+
+def _moved(image, a, **kwargs):
+    return np.asarray(generators.apply_pose(tf.constant(image[None]), _pose(a, **kwargs)))[0]
+
+
+def test_pose_zero_noise_is_the_identity():
+    image = np.random.default_rng(0).uniform(0, 1, (32, 32, 2)).astype(np.float32)
+    np.testing.assert_array_equal(_moved(image, [0, 0, 0, 0]), image)
+
+
+def test_pose_turns_scales_and_shifts_about_the_centre():
+    bar = np.zeros((32, 32, 1), np.float32)
+    bar[14:18, 6:26] = 1.0  # horizontal bar through the centre, 4 x 20 pixels
+    # a0 = 0.5 of 180 degrees: a quarter turn, the bar becomes vertical and stays centred.
+    turned = _moved(bar, [0.5, 0, 0, 0])[..., 0] > 0.5
+    rows, cols = np.nonzero(turned)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (6, 25, 14, 17)
+    # a2 = 0.5 of 0.25 * 32 pixels: 4 pixels to the right; a3 = -0.5: 4 pixels up.
+    rows, cols = np.nonzero(_moved(bar, [0, 0, 0.5, -0.5])[..., 0] > 0.5)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (10, 13, 10, 29)
+    # a1 = 0.5 of scale 4: twice as large about the centre, the area four times.
+    block = np.zeros((32, 32, 1), np.float32)
+    block[14:18, 12:20] = 1.0
+    doubled = _moved(block, [0, 0.5, 0, 0], scale=4.0)[..., 0]
+    np.testing.assert_allclose(doubled.sum(), 4 * block.sum(), rtol=0.02)
+    rows, cols = np.nonzero(doubled > 0.5)
+    assert (rows.min(), rows.max()) == (12, 19)
+
+
+def test_pose_gradient_reaches_the_moved_layer():
+    image = tf.Variable(np.random.default_rng(1).uniform(0, 1, (1, 32, 32, 1)), dtype=tf.float32)
+    with tf.GradientTape() as tape:
+        moved = generators.apply_pose(image, _pose([0.3, 0.2, 0.1, -0.1]))
+        loss = tf.reduce_sum(moved * tf.linspace(0.0, 1.0, 32)[None, :, None, None])
+    grad = tape.gradient(loss, image)
+    assert grad is not None and float(tf.reduce_sum(tf.abs(grad))) > 1.0
