@@ -227,12 +227,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The default demo on the built-in synthetic data (about 25 minutes on 2 CPU cores).
     # Objects cover 9-30% of a shapes image: an area prior of at most 50% rules out the
     # inverted-mask solution (docs/design.md).
-    "shapes": dict(mask_area_max=0.5),
+    # The objects are rigid silhouettes at any rotation, 0.09-0.30 of the image, anywhere in
+    # it: the generator draws each in a canonical pose and z turns, scales and shifts it
+    # (docs/design.md; results.md row L: z then matters and masks get the objects' size).
+    "shapes": dict(mask_area_max=0.5, pose_rotation=180.0, pose_scale=1.35, pose_shift=0.25),
     # The harder built-in data (onegan_tf/data/clutter.py), otherwise as `shapes`. 64 px: at
     # 32 px the notches and arms of small objects, the object textures and the background's
     # finer octaves blur into a few pixels. Its objects cover 6-30% of the image: the area
-    # prior spans that (shapes' 0.1 would push the smallest seventh of them larger).
-    "clutter": dict(dataset="clutter", image_size=64, mask_area_min=0.05, mask_area_max=0.5),
+    # prior spans that (shapes' 0.1 would push the smallest seventh of them larger). Its objects
+    # also lie at any rotation and position, over a wider range of sizes than shapes'.
+    "clutter": dict(dataset="clutter", image_size=64, mask_area_min=0.05, mask_area_max=0.5,
+                    pose_rotation=180.0, pose_scale=1.5, pose_shift=0.25),
     "cub": dict(_PAPER, dataset="cub", num_children=200, num_parents=20),
     "dogs": dict(_PAPER, dataset="dogs", num_children=120, num_parents=12),
     "cars": dict(_PAPER, dataset="cars", num_children=196, num_parents=14),

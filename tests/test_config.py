@@ -47,6 +47,16 @@ def test_paper_presets_have_paper_values(name):
     assert cfg.bypass_size == 32  # image_size / 4
 
 
+def test_pose_is_off_unless_asked_for():
+    """The paper draws the object where G_fg puts it: no preset but the built-in data's moves it."""
+    assert not config_lib.Config().object_pose
+    for name in ("tiny", "cub", "dogs", "cars"):
+        assert not config_lib.preset(name).object_pose
+    assert config_lib.preset("shapes").object_pose
+    assert config_lib.Config(pose_shift=0.1).object_pose
+    assert config_lib.Config(pose_scale=1.2).object_pose
+
+
 def test_tiny_preset_is_small_and_has_every_phase():
     cfg = config_lib.preset("tiny")
     assert cfg.image_size == 32 and cfg.gf_dim <= 8 and cfg.df_dim <= 8
@@ -84,6 +94,11 @@ def test_preset_overrides_apply():
         ({"beta_1": 1.0}, "--beta_1"),
         ({"beta_2": -0.1}, "--beta_2"),
         ({"rm_weight": -1.0}, "--rm_weight"),
+        ({"pose_rotation": 190.0}, "--pose_rotation"),
+        ({"pose_rotation": -1.0}, "--pose_rotation"),
+        ({"pose_scale": 0.9}, "--pose_scale"),
+        ({"pose_shift": 0.6}, "--pose_shift"),
+        ({"pose_shift": 0.1, "z_dim": 3}, "--z_dim"),
     ],
 )
 def test_invalid_values_raise_naming_the_flag(overrides, flag):
