@@ -58,6 +58,8 @@ GROUPS: dict[str, dict[str, str]] = {
     "optimisation": {
         "batch_size": "global batch size, over all replicas",
         "learning_rate": "Adam learning rate",
+        "d_learning_rate": "the discriminators' Adam learning rate (0: --learning_rate; not "
+                           "in the paper when different, the two time-scale rule)",
         "beta_1": "Adam beta_1",
         "beta_2": "Adam beta_2",
         "ema_decay": "decay of the weights' moving average (samples, evaluation, export)",

@@ -62,6 +62,7 @@ class Config:
     # Optimisation (paper: Adam 2e-4, betas 0.5/0.999, batch 20).
     batch_size: int = 32
     learning_rate: float = 2e-4
+    d_learning_rate: float = 0.0  # the discriminators' Adam learning rate; 0 = learning_rate
     beta_1: float = 0.5
     beta_2: float = 0.999
     ema_decay: float = 0.999
@@ -205,6 +206,8 @@ class Config:
             fail("z_dim", "must be >= 4 when a pose_* option is on (z[:, 0:4] sets the pose)")
         if self.learning_rate <= 0:
             fail("learning_rate", "must be positive")
+        if self.d_learning_rate < 0:
+            fail("d_learning_rate", "must be >= 0 (0: --learning_rate)")
         if not 0.0 <= self.mask_area_min < self.mask_area_max <= 1.0:
             fail("mask_area_min", "need 0 <= mask_area_min < mask_area_max <= 1")
         return self

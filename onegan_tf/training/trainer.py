@@ -50,10 +50,10 @@ def _present(grads, variables):
     return [(g, v) for g, v in zip(grads, variables) if g is not None]
 
 
-def _make_optimizer(config: Config, name: str):
+def _make_optimizer(config: Config, name: str, learning_rate: float):
     """Adam as the paper; under mixed_float16 every optimizer gets its own dynamic loss scale
     (Keras wraps only the optimizer passed to compile())."""
-    adam = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1,
+    adam = keras.optimizers.Adam(learning_rate, beta_1=config.beta_1,
                                  beta_2=config.beta_2, name=name)
     if config.mixed_precision == "mixed_float16":
         return keras.optimizers.LossScaleOptimizer(adam, name=f"{name}_loss_scale")
@@ -158,10 +158,12 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
 
     def compile(self, **kwargs):
         super().compile(**kwargs)
-        self.g_optimizer = _make_optimizer(self.config, "g_optimizer")
-        self.d_optimizer = _make_optimizer(self.config, "d_optimizer")
-        self.d_optimizer_fake = _make_optimizer(self.config, "d_optimizer_fake")
-        self.d_optimizer_real = _make_optimizer(self.config, "d_optimizer_real")
+        cfg = self.config
+        d_rate = cfg.d_learning_rate or cfg.learning_rate
+        self.g_optimizer = _make_optimizer(cfg, "g_optimizer", cfg.learning_rate)
+        self.d_optimizer = _make_optimizer(cfg, "d_optimizer", d_rate)
+        self.d_optimizer_fake = _make_optimizer(cfg, "d_optimizer_fake", d_rate)
+        self.d_optimizer_real = _make_optimizer(cfg, "d_optimizer_real", d_rate)
         # Built explicitly on their variables (inside the strategy scope when there is one).
         self.g_optimizer.build(self.generator_variables())
         for path, opt in self.d_optimizers().items():

@@ -842,3 +842,15 @@ def test_paper_size_build_and_parameter_counts():
     assert out["image"].shape == (1, 128, 128, 3) and out["mask"].shape == (1, 128, 128, 1)
     assert out["pre_foreground"].shape[1:3] == (32, 32)
     assert model.object_discriminator(out["image"])["child_logits"].shape == (1, 200)
+
+
+def test_discriminator_learning_rate_is_separate(cfg):
+    """--d_learning_rate sets the three D optimizers' rate, the generators keep theirs; 0 (the
+    default) gives every optimizer --learning_rate, as the paper."""
+    model = loop.build_model(cfg.replace(d_learning_rate=8e-4))
+    rates = {path: float(opt.learning_rate) for path, opt in model.d_optimizers().items()}
+    assert rates == pytest.approx({"generation": 8e-4, "fake": 8e-4, "real": 8e-4})
+    assert float(model.g_optimizer.learning_rate) == pytest.approx(cfg.learning_rate)
+    model = loop.build_model(cfg)
+    assert all(float(opt.learning_rate) == pytest.approx(cfg.learning_rate)
+               for opt in [model.g_optimizer, *model.d_optimizers().values()])
