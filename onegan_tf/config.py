@@ -227,7 +227,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         total_steps=30, phase1_steps=10, fake_recon_start=10, real_recon_start=20,
         log_every=5, sample_every=15, checkpoint_every=10, eval_every=15, eval_examples=64,
     ),
-    # The default demo on the built-in synthetic data (25-50 minutes on 2 CPU cores, depending on the machine).
+    # The default demo on the built-in synthetic data (25-50 minutes on 2 CPU cores, by machine).
     # Objects cover 9-30% of a shapes image: an area prior of at most 50% rules out the
     # inverted-mask solution (docs/design.md).
     # The objects are rigid silhouettes at any rotation, 0.09-0.30 of the image, anywhere in
