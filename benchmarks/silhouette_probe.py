@@ -68,12 +68,12 @@ def main():
     generated = model.autoencoder.generate(child, z)["image"].numpy()
     d_c = model.discriminator_pairs()["generation"][1]
 
-    def score(images):
-        out = [d_c(tf.constant(images[i:i + 64]))["real_fake"].numpy()
+    def score(network, images):
+        out = [network(tf.constant(images[i:i + 64]))["real_fake"].numpy()
                for i in range(0, len(images), 64)]
         return np.concatenate(out)
 
-    scores = {name: score(x) for name, x in (("real", held["image"]), ("generated", generated),
+    scores = {name: score(d_c, x) for name, x in (("real", held["image"]), ("generated", generated),
                                              ("own silhouette", own), ("disc", disc))}
     for name, s in scores.items():
         print(f"D_c on {name:15s}: mean P(real) {np.mean(1 / (1 + np.exp(-s))):.3f}")
@@ -100,9 +100,8 @@ def main():
             variables = fresh.adversarial_variables
             optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
             if step % 100 == 0 or step == args.fresh_steps:
-                d_c = fresh
                 print(f"fresh D_c after {step} steps: AUC own silhouette vs disc "
-                      f"{auc(score(own), score(disc)):.3f}")
+                      f"{auc(score(fresh, own), score(fresh, disc)):.3f}")
 
 
 if __name__ == "__main__":

@@ -142,7 +142,8 @@ class AutoEncoder(keras.Model):
         if cfg.object_pose:  # the object layer moves together (the pose_* options)
             pose = pose_transforms(z, cfg.image_size, cfg.pose_rotation, cfg.pose_scale,
                                    cfg.pose_shift)
-            foreground, mask = apply_pose(foreground, pose), apply_pose(mask, pose)
+            moved = apply_pose(ops.concatenate([foreground, mask], axis=-1), pose)  # one warp
+            foreground, mask = moved[..., :3], moved[..., 3:]
         pre_bg, background = self.decode_background(v_bg, z, training=training)
         return {"image": compose(background, foreground, mask), "foreground": foreground,
                 "mask": mask, "background": background, "pre_foreground": pre_fg,
