@@ -192,10 +192,36 @@ def pose_transforms(z, image_size: int, rotation: float, scale: float, shift: fl
 
 
 def apply_pose(images, transforms):
-    """images [B, H, W, C] moved by `transforms` (bilinear; outside the input reads 0)."""
-    return ops.image.affine_transform(images, transforms, interpolation="bilinear",
-                                      fill_mode="constant", fill_value=0.0,
-                                      data_format="channels_last")
+    """images [B, H, W, C] moved by `transforms` [B, 8] (bilinear; outside the input reads 0).
+
+    The sampling of keras.ops.image.affine_transform(..., "bilinear", fill_mode="constant"),
+    written with gathers: TF's ImageProjectiveTransformV3 has no XLA kernel, so the op would
+    break --jit_compile. Each output pixel reads its four neighbours around the input point;
+    a neighbour outside the image reads 0.
+    """
+    height, width, channels = images.shape[1], images.shape[2], images.shape[3]
+    t = ops.cast(transforms, "float32")
+    ys, xs = ops.meshgrid(ops.arange(height, dtype="float32"),
+                          ops.arange(width, dtype="float32"), indexing="ij")
+    xs, ys = ops.reshape(xs, (1, -1)), ops.reshape(ys, (1, -1))
+    k = t[:, 6:7] * xs + t[:, 7:8] * ys + 1.0
+    x_in = (t[:, 0:1] * xs + t[:, 1:2] * ys + t[:, 2:3]) / k  # [B, H * W]
+    y_in = (t[:, 3:4] * xs + t[:, 4:5] * ys + t[:, 5:6]) / k
+    x0, y0 = ops.floor(x_in), ops.floor(y_in)
+    fx, fy = x_in - x0, y_in - y0
+    flat = ops.reshape(images, (-1, height * width, channels))
+    moved = 0.0
+    for dy, dx, weight in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)),
+                           (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
+        xi, yi = x0 + dx, y0 + dy
+        inside = (xi >= 0) & (xi <= width - 1) & (yi >= 0) & (yi <= height - 1)
+        index = ops.cast(ops.clip(yi, 0, height - 1) * width + ops.clip(xi, 0, width - 1),
+                         "int32")
+        values = ops.take_along_axis(
+            flat, ops.repeat(ops.expand_dims(index, -1), channels, axis=-1), axis=1)
+        weight = ops.where(inside, weight, 0.0)
+        moved = moved + values * ops.cast(ops.expand_dims(weight, -1), flat.dtype)
+    return ops.reshape(moved, (-1, height, width, channels))
 
 
 def compose(background, foreground, mask):

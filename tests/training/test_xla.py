@@ -1,6 +1,7 @@
 """--jit_compile: the training step compiled with XLA trains the tiny preset on CPU with all
 three paths (one XLA compilation; the Phase I and Phase II steps are subsets of that graph and
-are not compiled separately, to keep the suite short)."""
+are not compiled separately, to keep the suite short), with the object's pose from z on, as the
+built-in presets have it."""
 
 import io
 
@@ -15,7 +16,9 @@ def test_jit_compile_trains_every_path(tmp_path):
     cfg = config_lib.preset(
         "tiny", run_dir=str(tmp_path), jit_compile=True, total_steps=3, phase1_steps=0,
         fake_recon_start=0, real_recon_start=0, log_every=1, sample_every=100,
-        checkpoint_every=1, eval_every=100)
+        checkpoint_every=1, eval_every=100, pose_rotation=180.0, pose_scale=1.35,
+        pose_shift=0.25)
+    assert cfg.object_pose
     out = io.StringIO()
     model = loop.train(cfg, stream=out)
     assert model.jit_compile is True
