@@ -73,6 +73,11 @@ def test_evaluate_run_writes_every_section(shapes_run, evaluator_cache, shape_cl
     assert ref["shape_accuracy"] >= 0.9  # the classifier on the true masks
     removal = on_disk["object_removal"]
     assert removal["baselines"]["object_left_in"]["l1"] > 0.1
+    # The shapes backgrounds are smooth gradients under fine ripples: a quadratic surface
+    # completes them better than a flat fill.
+    assert (removal["baselines"]["smooth_fill"]["psnr"]
+            > removal["baselines"]["mean_colour_fill"]["psnr"])
+    assert 0 < removal["visible_psnr"] < 100
     assert "| segmentation | IOU |" in table and "| generation | FID ↓ |" in table
     for text in ("| clustering: parent (E_p head) | ACC |",
                  "| clustering: parent (tree of E_c's child) | NMI |",
@@ -80,6 +85,7 @@ def test_evaluate_run_writes_every_section(shapes_run, evaluator_cache, shape_cl
                  "| generation | diversity within a code ↑ (generated / real) |",
                  "| real data 1.000 |", "| generation | shape accuracy of masks ↑ |",
                  "| generation | mask area (mean ± std) |",
+                 "| object removal | PSNR of the visible background (dB) |",
                  "real groups: true child class (12 classes)"):
         assert text in table, text
     assert table in "\n".join(logs)

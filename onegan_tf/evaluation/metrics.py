@@ -272,6 +272,23 @@ def masked_l1_psnr(pred, target, region) -> tuple[float, float]:
     return float(np.mean(l1)), float(np.mean(10 * np.log10(1.0 / np.maximum(mse, 1e-10))))
 
 
+def smooth_fill(images, region) -> np.ndarray:
+    """Trivial inpainting with a smooth surface: per image and channel, the least-squares
+    quadratic in (x, y) through the pixels outside `region` ([N, H, W, 1] > 0.5) replaces the
+    pixels inside it. images [N, H, W, C]; -> the filled images (float64)."""
+    images = np.asarray(images, np.float64)
+    _, height, width, channels = images.shape
+    y, x = np.mgrid[0:height, 0:width] / max(height - 1, 1) * 2 - 1
+    basis = np.stack([np.ones_like(x), x, y, x * x, y * y, x * y], -1).reshape(-1, 6)
+    outside = (np.asarray(region) <= 0.5).reshape(len(images), -1, 1).astype(np.float64)
+    gram = np.einsum("pi,npo,pj->nij", basis, outside, basis)  # [N, 6, 6]
+    moments = np.einsum("pi,npo,npc->nic", basis, outside, images.reshape(len(images), -1,
+                                                                           channels))
+    gram += 1e-6 * np.eye(6)  # an image with (almost) no visible pixels stays solvable
+    surface = np.einsum("pi,nic->npc", basis, np.linalg.solve(gram, moments))
+    return np.where(np.asarray(region) > 0.5, surface.reshape(images.shape), images)
+
+
 def kmeans_labels(features, k: int, seed: int = 0, iterations: int = 50) -> np.ndarray:
     """k-means (k-means++ start, Lloyd iterations) of features [N, D] -> cluster ids [N]; the
     trivial clustering baseline on raw pixels."""

@@ -153,8 +153,11 @@ def _clustering(predicted, labels, baselines: dict, label: str) -> dict:
 
 
 def _object_removal(removed, images, clean, masks) -> dict:
-    """L1 / PSNR inside the true object region against the true clean background."""
+    """L1 / PSNR inside the true object region against the true clean background, and PSNR
+    outside it (`visible_psnr`: how well the background path reproduces the background it
+    sees, which bounds how well it can complete the hidden part)."""
     l1, psnr = metrics.masked_l1_psnr(removed, clean, masks)
+    _, visible_psnr = metrics.masked_l1_psnr(removed, clean, 1.0 - (np.asarray(masks) > 0.5))
     keep_l1, keep_psnr = metrics.masked_l1_psnr(images, clean, masks)
     # Trivial inpainting: every object pixel gets the image's mean colour outside the object.
     region = np.asarray(masks) > 0.5
@@ -162,9 +165,12 @@ def _object_removal(removed, images, clean, masks) -> dict:
         (~region).sum((1, 2)), 1)
     filled = np.where(region, outside[:, None, None, :], images)
     fill_l1, fill_psnr = metrics.masked_l1_psnr(filled, clean, masks)
-    return {"l1": l1, "psnr": psnr,
+    smooth_l1, smooth_psnr = metrics.masked_l1_psnr(metrics.smooth_fill(images, masks), clean,
+                                                    masks)
+    return {"l1": l1, "psnr": psnr, "visible_psnr": visible_psnr,
             "baselines": {"object_left_in": {"l1": keep_l1, "psnr": keep_psnr},
-                          "mean_colour_fill": {"l1": fill_l1, "psnr": fill_psnr}}}
+                          "mean_colour_fill": {"l1": fill_l1, "psnr": fill_psnr},
+                          "smooth_fill": {"l1": smooth_l1, "psnr": smooth_psnr}}}
 
 
 REFERENCE_PROTOCOL = ("InceptionV3 pool features (2048-d) at 299 px of 8-bit images, unbiased "
@@ -368,6 +374,9 @@ def markdown_table(results: dict, title: str = "") -> str:
             {k: v["l1"] for k, v in rem["baselines"].items()}, digits=4)
         row("object removal", "PSNR in object (dB)", rem["psnr"],
             {k: v["psnr"] for k, v in rem["baselines"].items()}, digits=2)
+        if "visible_psnr" in rem:  # absent from metrics.json files written before it
+            row("object removal", "PSNR of the visible background (dB)", rem["visible_psnr"],
+                digits=2)
     notes = []
     if "generation" in results:
         notes = _generation_rows(results["generation"], row, lines)

@@ -166,6 +166,25 @@ def test_masked_l1_and_psnr_known_answer():
         metrics.masked_l1_psnr(pred, target, np.zeros_like(region))
 
 
+def test_smooth_fill_recovers_a_quadratic_background_and_keeps_the_rest():
+    y, x = np.mgrid[0:16, 0:16] / 15 * 2 - 1
+    background = np.stack([0.3 * x * x - 0.2 * y, 0.1 + 0.5 * x * y, -0.4 * y * y + 0.2], -1)
+    background = np.repeat(background[None], 2, 0)
+    images = background.copy()
+    region = np.zeros((2, 16, 16, 1))
+    region[0, 4:10, 5:12] = 1
+    region[1, 8:16, 0:6] = 1  # a corner: the surface extrapolates
+    images[region[..., 0] > 0.5] = 0.9  # the object
+    filled = metrics.smooth_fill(images, region)
+    np.testing.assert_allclose(filled, background, atol=1e-4)
+    outside = region[..., 0] <= 0.5
+    np.testing.assert_array_equal(filled[outside], images[outside])
+    # A flat fill cannot follow the surface: the smooth fill is much closer inside the object.
+    flat = np.where(region > 0.5, images[outside].reshape(2, -1, 3).mean(1)[:, None, None], images)
+    assert (metrics.masked_l1_psnr(filled, background, region)[1]
+            > metrics.masked_l1_psnr(flat, background, region)[1] + 20)
+
+
 def test_kmeans_recovers_separated_blobs():
     rng = np.random.default_rng(5)
     labels = np.repeat(np.arange(3), 50)

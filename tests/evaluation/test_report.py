@@ -21,6 +21,12 @@ def test_evaluate_matches_known_answers_on_ground_truth():
     clean = images.copy()
     removal = report._object_removal(clean, images, clean, truth)
     assert removal["l1"] == 0.0 and removal["baselines"]["object_left_in"]["l1"] == 0.0
+    assert removal["visible_psnr"] == pytest.approx(100.0)  # exact: the 1e-10 MSE floor
+    # A background path that gets the visible background wrong by 0.1 (0-1 scale): 20 dB.
+    off = np.where(truth > 0.5, clean, clean + 0.2)
+    assert report._object_removal(off, images, clean, truth)["visible_psnr"] == pytest.approx(
+        20.0)
+    assert set(removal["baselines"]) == {"object_left_in", "mean_colour_fill", "smooth_fill"}
 
 
 class _AreaClassifier:
