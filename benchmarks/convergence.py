@@ -2,7 +2,7 @@
 
 Usage (from the repository root; nothing else should run on the machine while it trains):
 
-    python benchmarks/convergence.py                      # all three rows, ~70 min on 2 cores
+    python benchmarks/convergence.py                      # all three rows, ~75 min on 2 cores
     python benchmarks/convergence.py --variants=full      # the demo only (target: < 30 min)
     python benchmarks/convergence.py --seed=1             # another seed: runs/convergence/seed1
 

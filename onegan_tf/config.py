@@ -75,7 +75,7 @@ class Config:
     mask_area_max: float = 0.9
 
     # Schedule (paper: 600k steps; Phase II from 200k; real reconstruction from 400k).
-    total_steps: int = 3600
+    total_steps: int = 3000
     phase1_steps: int = 1000  # Phase I length; D clones are loaded when Phase II starts
     fake_recon_start: int = 1000
     real_recon_start: int = 1500

@@ -33,6 +33,10 @@ def prepare(model, strategy):
     model.set_paths(("generation", "fake", "real"))
 
 
+# Fixed weights and batch. With random ones, one CI run in many differed by 1e-3 of the update: a
+# discrete choice (e.g. a straight-through argmax) near a tie can go either way under the two
+# reduction orders, and both updates are right.
+keras.utils.set_random_seed(0)
 cfg = config_lib.preset("tiny", batch_size=4, mixed_precision=sys.argv[1] if len(sys.argv) > 1
                         else "float32")
 single = tf.distribute.get_strategy()
