@@ -155,7 +155,7 @@ def _clustering(predicted, labels, baselines: dict, label: str) -> dict:
 def _object_removal(removed, images, clean, masks) -> dict:
     """L1 / PSNR inside the true object region against the true clean background, and PSNR
     outside it (`visible_psnr`: how well the background path reproduces the background it
-    sees, which bounds how well it can complete the hidden part)."""
+    sees: a completion of the hidden part is unlikely to be more faithful)."""
     l1, psnr = metrics.masked_l1_psnr(removed, clean, masks)
     _, visible_psnr = metrics.masked_l1_psnr(removed, clean, 1.0 - (np.asarray(masks) > 0.5))
     keep_l1, keep_psnr = metrics.masked_l1_psnr(images, clean, masks)
