@@ -73,6 +73,7 @@ class Config:
     rm_weight: float = 2.0
     mask_area_min: float = 0.1
     mask_area_max: float = 0.9
+    kl_per_dimension: bool = True  # Eq. 15's KL averaged over code dimensions (1/d of it)
 
     # Schedule (paper: 600k steps; Phase II from 200k; real reconstruction from 400k).
     total_steps: int = 3000

@@ -41,15 +41,17 @@ def mean_absolute_error(target, prediction):
     return ops.mean(ops.abs(_f32(target) - _f32(prediction)))
 
 
-def gaussian_kl(mean, log_var, target_mean=None):
-    """KL(N(mean, diag(exp(log_var))) || N(target_mean, I)) (Eq. 15).
+def gaussian_kl(mean, log_var, target_mean=None, per_dimension=True):
+    """KL(N(mean, diag(exp(log_var))) || N(target_mean, I)) (Eq. 15), averaged over examples.
 
-    Averaged over dimensions and examples (a per-dimension KL), so that d = 128 codes do not
-    outweigh the image losses; target_mean = None means 0.
+    per_dimension: averaged over the code's dimensions (1/d of the KL Eq. 15 writes, so that
+    large codes do not outweigh the image losses); False: summed over them, as written.
+    target_mean = None means 0.
     """
     mean, log_var = _f32(mean), _f32(log_var)
     diff = mean if target_mean is None else mean - _f32(target_mean)
-    return 0.5 * ops.mean(ops.exp(log_var) + ops.square(diff) - 1.0 - log_var)
+    per_entry = 0.5 * (ops.exp(log_var) + ops.square(diff) - 1.0 - log_var)
+    return ops.mean(per_entry) if per_dimension else ops.mean(ops.sum(per_entry, axis=-1))
 
 
 def code_regularizer(*codes):

@@ -340,10 +340,11 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
                                                        recon["background"])
         v_p = targets["v_p"] if targets else recon["v_p"]
         v_c = targets["v_c"] if targets else recon["v_c"]
+        per_dim = cfg.kl_per_dimension
         terms["VAE"] = (  # Eq. 15
-            losses.gaussian_kl(enc["parent_mean"], enc["parent_log_var"], sg(v_p))
-            + losses.gaussian_kl(enc["child_mean"], enc["child_log_var"], sg(v_c))
-            + losses.gaussian_kl(enc["z_mean"], enc["z_log_var"]))
+            losses.gaussian_kl(enc["parent_mean"], enc["parent_log_var"], sg(v_p), per_dim)
+            + losses.gaussian_kl(enc["child_mean"], enc["child_log_var"], sg(v_c), per_dim)
+            + losses.gaussian_kl(enc["z_mean"], enc["z_log_var"], None, per_dim))
         terms["REC"] = losses.mean_absolute_error(images, recon["image"])  # Eq. 16
         _, d_c = self.discriminator_pairs()[path]
         terms["PER"] = losses.perceptual_loss(sg(d_c(images)["features"]), c_out["features"])

@@ -104,6 +104,9 @@ def test_gaussian_kl():
     assert _value(losses.gaussian_kl(target, np.full_like(target, 0.3), target)) > 0.0
     # Hand value: one dimension, mean 1, log_var 0, target 0 -> 0.5.
     assert _value(losses.gaussian_kl(np.ones((1, 1)), np.zeros((1, 1)))) == pytest.approx(0.5)
+    # As Eq. 15 writes it (summed over the 4 dimensions): 4 times the per-dimension value.
+    assert _value(losses.gaussian_kl(mean, log_var, target, per_dimension=False)) == (
+        pytest.approx(4 * _kl(mean, log_var, target), rel=1e-5))
 
 
 def test_code_regularizer():
