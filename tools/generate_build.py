@@ -163,6 +163,9 @@ def test_rule(path: Path) -> str:
         if script.name in text:  # a helper script run in a subprocess: its imports too
             data.append(str(script.relative_to(ROOT)))
             deps |= set(library_deps(script))
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):  # loaded by file name
+        if f'"{script.stem}"' in text:
+            data.append(str(script.relative_to(ROOT)))
     for helper in sorted((ROOT / "tests").glob("*.py")):
         if helper.stem in imports(path) and not helper.name.startswith(("test_", "conftest")):
             deps.add(f":{helper.stem}")
