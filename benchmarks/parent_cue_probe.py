@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def other_parent_partner(parents) -> np.ndarray:
     """For each example, the index of a later example (cyclically) with a different parent."""
     parents = np.asarray(parents).ravel()
+    if len(np.unique(parents)) < 2:
+        raise ValueError("the held-out images hold one parent: nothing to swap with")
     count, partner = len(parents), np.empty(len(parents), np.int64)
     for i in range(count):
         j = next((i + k) % count for k in range(1, count) if parents[(i + k) % count] != parents[i])
@@ -83,8 +85,9 @@ def main():
     z = tf.random.stateless_normal((args.examples, cfg.z_dim), (11, 2))
     first, second = ae.generate(child, z), ae.generate(other, z)
     mixed = compose(second["background"], first["foreground"], first["mask"]).numpy()
-    parent_code = lambda c: c.numpy() * cfg.num_parents // cfg.num_children  # noqa: E731
-    generated = follow_shares(parent_of(mixed), parent_code(child), parent_code(other))
+    parent_of_code = lambda c: metrics.code_parents(c.numpy(), cfg.num_children,  # noqa: E731
+                                                    cfg.num_parents)
+    generated = follow_shares(parent_of(mixed), parent_of_code(child), parent_of_code(other))
     print(f"generated, one parent's object over another's background: E_p follows the object "
           f"{generated['object']:.3f}, the background {generated['background']:.3f}")
 

@@ -29,6 +29,11 @@ def test_every_partner_has_another_parent(parent_cue, parents):
     assert np.all(parents[partner] != parents)
 
 
+def test_one_parent_has_no_partner(parent_cue):
+    with pytest.raises(ValueError, match="one parent"):
+        parent_cue.other_parent_partner([2, 2, 2])
+
+
 def test_follow_shares_known_answers(parent_cue):
     shares = parent_cue.follow_shares([0, 1, 2, 3], [0, 1, 0, 0], [1, 0, 2, 3])
     assert shares == {"object": 0.5, "background": 0.5}
