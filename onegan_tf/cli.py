@@ -98,6 +98,8 @@ GROUPS: dict[str, dict[str, str]] = {
                                    "generated mask (0 = off)",
         "mask_adversarial_weight": "weight of a mask discriminator D_m: generated masks "
                                    "against the masks predicted for real images (0 = off)",
+        "real_mask_prior_weight": "weight of L_RM on the masks predicted for real images "
+                                  "(0 = off)",
     },
     "execution": {
         "strategy": "tf.distribute strategy",

@@ -112,6 +112,11 @@ class Config:
     # real: generated silhouettes must look like the segmented real objects'. 0 = off (and no
     # D_m variables).
     mask_adversarial_weight: float = 0.0
+    # Not in the paper: weight of L_RM (binarisation + area hinge, as in Eq. 14) on the masks
+    # the reconstruction path predicts for REAL images. The paper names the trivial solution of
+    # reconstruction (everything through one path under an all-zero or all-one mask) and relies
+    # on the phases against it; this prior rules it out directly. 0 = off.
+    real_mask_prior_weight: float = 0.0
 
     # Execution.
     strategy: str = "default"
@@ -194,7 +199,8 @@ class Config:
             if not 0.0 <= getattr(self, field) < 1.0:
                 fail(field, "must be in [0, 1)")
         for field in ("bg_adv_weight", "rv_weight", "rm_weight", "mode_seeking_weight",
-                      "mask_parent_info_weight", "mask_adversarial_weight"):
+                      "mask_parent_info_weight", "mask_adversarial_weight",
+                      "real_mask_prior_weight"):
             if getattr(self, field) < 0:
                 fail(field, "must be >= 0")
         if not 0.0 <= self.pose_rotation <= 180.0:

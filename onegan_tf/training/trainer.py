@@ -355,9 +355,14 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
             d_bg, _ = self.discriminator_pairs()[path]
             terms["PER"] += losses.perceptual_loss(sg(d_bg(targets["background"])["features"]),
                                                    bg_out["features"])  # Eq. 17
+        if not targets and cfg.real_mask_prior_weight > 0:
+            terms["R_M"] = losses.mask_regularizer(recon["mask"], cfg.mask_area_min,
+                                                   cfg.mask_area_max)
         terms["total"] = (terms["G"] + terms["REC"]
                           + (terms["VAE"] if cfg.use_vae_loss else 0.0)
-                          + (terms["PER"] if cfg.use_per_loss else 0.0))
+                          + (terms["PER"] if cfg.use_per_loss else 0.0)
+                          + (cfg.real_mask_prior_weight * terms["R_M"] if "R_M" in terms
+                             else 0.0))
         return {f"{path}/{k}": v for k, v in terms.items()}
 
     # --- one iteration ------------------------------------------------------------------------

@@ -292,6 +292,35 @@ def test_reconstruction_gives_no_gradient_to_the_class_logits(cfg, deviation):
     assert all(reached) if deviation else not any(reached)
 
 
+def test_real_mask_prior_only_on_real_reconstructions_and_only_when_on(cfg):
+    """--real_mask_prior_weight adds L_RM of the predicted real masks to the real path's total
+    (value = losses.mask_regularizer of those masks) and its gradient reaches the mask head and
+    E_p; the fake path and the default (0) have no such term."""
+    images = tf.random.stateless_uniform((BATCH, 32, 32, 3), (13, 0), -1, 1)
+    keras.utils.set_random_seed(5)
+    model = loop.build_model(cfg.replace(real_mask_prior_weight=3.0, mask_area_min=0.6))
+    ae = model.autoencoder
+    mask_head = ae.appearance_generator.to_mask.trainable_variables
+    e_p = ae.shape_encoder.trainable_variables
+    with tf.GradientTape() as tape:
+        recon = model._reconstruct(images, 20)
+        terms = model.reconstruction_path(REAL, images, recon)
+    prior = float(losses.mask_regularizer(recon["mask"], 0.6, cfg.mask_area_max))
+    assert prior > 0.1  # the area hinge at 0.6 is active on an untrained model's masks
+    assert float(terms["real/R_M"]) == pytest.approx(prior, rel=1e-6)
+    rest = (terms["real/G"] + terms["real/REC"] + terms["real/VAE"] + terms["real/PER"])
+    assert float(terms["real/total"] - rest) == pytest.approx(3.0 * prior, rel=1e-4)
+    grads = [g is not None and float(tf.reduce_sum(tf.abs(g))) > 0
+             for g in tape.gradient(terms["real/R_M"], mask_head + e_p)]
+    assert all(grads[:len(mask_head)]) and any(grads[len(mask_head):])
+    _, gen, targets = _generation_and_targets(model, cfg, seed=4)
+    fake = model.reconstruction_path(FAKE, gen["image"], model._reconstruct(gen["image"], 10),
+                                     targets)
+    assert "fake/R_M" not in fake
+    off = loop.build_model(cfg)
+    assert "real/R_M" not in off.reconstruction_path(REAL, images, off._reconstruct(images, 20))
+
+
 def test_posed_object_gets_the_adversarial_gradient_and_trains(cfg):
     """With the pose options, D_c's verdict on the moved object still reaches every variable of
     the object generators (through the bilinear warp), and fit() runs a finite step."""
