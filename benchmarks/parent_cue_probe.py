@@ -85,9 +85,9 @@ def main():
     z = tf.random.stateless_normal((args.examples, cfg.z_dim), (11, 2))
     first, second = ae.generate(child, z), ae.generate(other, z)
     mixed = compose(second["background"], first["foreground"], first["mask"]).numpy()
-    parent_of_code = lambda c: metrics.code_parents(c.numpy(), cfg.num_children,  # noqa: E731
-                                                    cfg.num_parents)
-    generated = follow_shares(parent_of(mixed), parent_of_code(child), parent_of_code(other))
+    object_parent, background_parent = (
+        metrics.code_parents(c.numpy(), cfg.num_children, cfg.num_parents) for c in (child, other))
+    generated = follow_shares(parent_of(mixed), object_parent, background_parent)
     print(f"generated, one parent's object over another's background: E_p follows the object "
           f"{generated['object']:.3f}, the background {generated['background']:.3f}")
 

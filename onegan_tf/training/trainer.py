@@ -334,7 +334,8 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
     def reconstruction_path(self, path, images, recon, targets=None):
         """Eq. 15-17 (+ adversarial terms against this path's D clones) for `recon`, the
         reconstruction of `images`. targets: for fake images, dict(v_p, v_c, background, mask)
-        from the generation path; None for real images."""
+        from the generation path; None for real images (which also get L_RM on their predicted
+        masks when `real_mask_prior_weight` > 0)."""
         cfg, sg, enc = self.config, ops.stop_gradient, recon["encoded"]
         terms, bg_out, c_out = self.adversarial_losses(path, recon["image"],
                                                        recon["background"])
