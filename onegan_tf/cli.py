@@ -100,6 +100,9 @@ GROUPS: dict[str, dict[str, str]] = {
                                    "against the masks predicted for real images (0 = off)",
         "real_mask_prior_weight": "weight of L_RM on the masks predicted for real images "
                                   "(0 = off)",
+        "parent_agreement_weight": "weight of a cross entropy of E_p's parent head against "
+                                   "the code-tree parent of E_c's child, on real images "
+                                   "(0 = off)",
     },
     "execution": {
         "strategy": "tf.distribute strategy",

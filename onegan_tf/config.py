@@ -117,6 +117,11 @@ class Config:
     # reconstruction (everything through one path under an all-zero or all-one mask) and relies
     # on the phases against it; this prior rules it out directly. 0 = off.
     real_mask_prior_weight: float = 0.0
+    # Not in the paper: weight of a cross entropy, on real images, of E_p's parent head against
+    # the parent that E_c's child distribution implies through the code tree (summed over each
+    # parent's children; no gradient to E_c). The paper trains E_p's head only on generated
+    # images (Eq. 12), where the background alone tells the parent. 0 = off.
+    parent_agreement_weight: float = 0.0
 
     # Execution.
     strategy: str = "default"
@@ -200,7 +205,7 @@ class Config:
                 fail(field, "must be in [0, 1)")
         for field in ("bg_adv_weight", "rv_weight", "rm_weight", "mode_seeking_weight",
                       "mask_parent_info_weight", "mask_adversarial_weight",
-                      "real_mask_prior_weight"):
+                      "real_mask_prior_weight", "parent_agreement_weight"):
             if getattr(self, field) < 0:
                 fail(field, "must be >= 0")
         if not 0.0 <= self.pose_rotation <= 180.0:

@@ -334,8 +334,9 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
     def reconstruction_path(self, path, images, recon, targets=None):
         """Eq. 15-17 (+ adversarial terms against this path's D clones) for `recon`, the
         reconstruction of `images`. targets: for fake images, dict(v_p, v_c, background, mask)
-        from the generation path; None for real images (which also get L_RM on their predicted
-        masks when `real_mask_prior_weight` > 0)."""
+        from the generation path; None for real images, which also get L_RM on their predicted
+        masks when `real_mask_prior_weight` > 0, and E_p's parent head trained towards the
+        code-tree parent of E_c's child when `parent_agreement_weight` > 0."""
         cfg, sg, enc = self.config, ops.stop_gradient, recon["encoded"]
         terms, bg_out, c_out = self.adversarial_losses(path, recon["image"],
                                                        recon["background"])
@@ -359,11 +360,16 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
         if not targets and cfg.real_mask_prior_weight > 0:
             terms["R_M"] = losses.mask_regularizer(recon["mask"], cfg.mask_area_min,
                                                    cfg.mask_area_max)
+        if not targets and cfg.parent_agreement_weight > 0:
+            tree_parent = losses.tree_parent_probabilities(enc["child_logits"], cfg.num_parents)
+            terms["CE_tree"] = losses.soft_cross_entropy(enc["parent_logits"], sg(tree_parent))
         terms["total"] = (terms["G"] + terms["REC"]
                           + (terms["VAE"] if cfg.use_vae_loss else 0.0)
                           + (terms["PER"] if cfg.use_per_loss else 0.0)
                           + (cfg.real_mask_prior_weight * terms["R_M"] if "R_M" in terms
-                             else 0.0))
+                             else 0.0)
+                          + (cfg.parent_agreement_weight * terms["CE_tree"]
+                             if "CE_tree" in terms else 0.0))
         return {f"{path}/{k}": v for k, v in terms.items()}
 
     # --- one iteration ------------------------------------------------------------------------

@@ -74,6 +74,29 @@ def test_cross_entropy():
         expected, rel=1e-6)
 
 
+def test_soft_cross_entropy_and_tree_parent_probabilities():
+    logits = np.array([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]], np.float32)
+    targets = np.array([[0.2, 0.5, 0.3], [1.0, 0.0, 0.0]], np.float32)
+    log_softmax = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    expected = -np.mean((targets * log_softmax).sum(-1))
+    assert _value(losses.soft_cross_entropy(logits, targets)) == pytest.approx(expected, rel=1e-6)
+    one_hot = np.eye(3, dtype=np.float32)[[1, 0]]  # a one-hot target is the sparse CE
+    assert _value(losses.soft_cross_entropy(logits, one_hot)) == pytest.approx(
+        _value(losses.cross_entropy(logits, np.array([1, 0]))), rel=1e-6)
+    # 6 children, 2 parents: children 0-2 belong to parent 0, 3-5 to parent 1 (c * N_P // N_C).
+    child_logits = RNG.normal(size=(4, 6)).astype(np.float32)
+    child_probs = np.exp(child_logits) / np.exp(child_logits).sum(-1, keepdims=True)
+    tree = np.asarray(losses.tree_parent_probabilities(child_logits, 2))
+    assert tree.shape == (4, 2)
+    np.testing.assert_allclose(tree[:, 0], child_probs[:, :3].sum(-1), rtol=1e-5)
+    np.testing.assert_allclose(tree[:, 1], child_probs[:, 3:].sum(-1), rtol=1e-5)
+    # 12 children, 4 parents, all mass on child 7: parent 2.
+    peaked = np.full((1, 12), -1e4, np.float32)
+    peaked[0, 7] = 0.0
+    np.testing.assert_allclose(np.asarray(losses.tree_parent_probabilities(peaked, 4)),
+                               [[0.0, 0.0, 1.0, 0.0]], atol=1e-6)
+
+
 def test_mean_squared_and_absolute_error():
     target = np.array([[1.0, -2.0], [0.5, 0.0]], np.float32)
     prediction = np.array([[0.0, -1.0], [0.5, 2.0]], np.float32)

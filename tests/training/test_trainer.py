@@ -321,6 +321,39 @@ def test_real_mask_prior_only_on_real_reconstructions_and_only_when_on(cfg):
     assert "real/R_M" not in off.reconstruction_path(REAL, images, off._reconstruct(images, 20))
 
 
+def test_parent_agreement_trains_e_p_head_towards_the_tree_parent_of_e_c_on_real_images(cfg):
+    """--parent_agreement_weight adds, on real images only, the cross entropy of E_p's parent
+    logits against the code-tree parent distribution of E_c's child logits; its gradient
+    reaches E_p's parent head and not E_c's child head (the target is held fixed)."""
+    images = tf.random.stateless_uniform((BATCH, 32, 32, 3), (17, 0), -1, 1)
+    keras.utils.set_random_seed(6)
+    model = loop.build_model(cfg.replace(parent_agreement_weight=2.5))
+    ae = model.autoencoder
+    e_p_head = ae.shape_encoder.logits.trainable_variables
+    e_c_head = ae.style_encoder.logits.trainable_variables
+    with tf.GradientTape() as tape:
+        recon = model._reconstruct(images, 20)
+        terms = model.reconstruction_path(REAL, images, recon)
+    enc = recon["encoded"]
+    tree = losses.tree_parent_probabilities(enc["child_logits"], cfg.num_parents)
+    expected = float(losses.soft_cross_entropy(enc["parent_logits"], tree))
+    assert float(terms["real/CE_tree"]) == pytest.approx(expected, rel=1e-6)
+    rest = (terms["real/G"] + terms["real/REC"] + terms["real/VAE"] + terms["real/PER"])
+    assert float(terms["real/total"] - rest) == pytest.approx(2.5 * expected, rel=1e-4)
+    grads = tape.gradient(terms["real/CE_tree"], e_p_head + e_c_head)
+    assert all(g is not None and float(tf.reduce_sum(tf.abs(g))) > 0
+               for g in grads[:len(e_p_head)])
+    assert all(g is None or float(tf.reduce_sum(tf.abs(g))) == 0
+               for g in grads[len(e_p_head):])
+    _, gen, targets = _generation_and_targets(model, cfg, seed=4)
+    fake = model.reconstruction_path(FAKE, gen["image"], model._reconstruct(gen["image"], 10),
+                                     targets)
+    assert "fake/CE_tree" not in fake
+    off = loop.build_model(cfg)
+    assert "real/CE_tree" not in off.reconstruction_path(REAL, images,
+                                                         off._reconstruct(images, 20))
+
+
 def test_posed_object_gets_the_adversarial_gradient_and_trains(cfg):
     """With the pose options, D_c's verdict on the moved object still reaches every variable of
     the object generators (through the bilinear warp), and fit() runs a finite step."""
