@@ -249,7 +249,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The harder built-in data (onegan_tf/data/clutter.py), otherwise as `shapes`. 64 px: at
     # 32 px the notches and arms of small objects, the object textures and the background's
     # finer octaves blur into a few pixels. Its objects cover 6-30% of the image (area prior
-    # [0.1, 0.5]: the floor pushes the smallest tenth of them a little larger, and without it
+    # [0.1, 0.5]: the floor pushes the smallest sixth of them a little larger, and without it
     # the generator draws streaks); they lie at any rotation and position, over a wider range
     # of sizes than shapes'.
     # The generator must not pass translucent fills and thin streaks (the scenes' own distractor
@@ -257,7 +257,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # floor of 0.1, the floor also on the masks predicted for real images (no empty-mask
     # reconstruction), D_c judging the foreground layer moved by up to 1/8 of the side, a four
     # times faster D, and E_p's parent head agreeing with E_c's on real images. The schedule
-    # fits 45 minutes on 2 CPU cores (docs/results.md, "clutter: the preset").
+    # fits 45 minutes on 2 CPU cores (docs/results.md, "`clutter`: the preset (current)").
     "clutter": dict(dataset="clutter", image_size=64, mask_area_min=0.1, mask_area_max=0.5,
                     rm_weight=6.0, real_mask_prior_weight=2.0, fg_shift=0.125,
                     d_learning_rate=8e-4, parent_agreement_weight=1.0,

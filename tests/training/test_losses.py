@@ -90,6 +90,12 @@ def test_soft_cross_entropy_and_tree_parent_probabilities():
     assert tree.shape == (4, 2)
     np.testing.assert_allclose(tree[:, 0], child_probs[:, :3].sum(-1), rtol=1e-5)
     np.testing.assert_allclose(tree[:, 1], child_probs[:, 3:].sum(-1), rtol=1e-5)
+    # 5 children, 2 parents (N_C not a multiple of N_P): 0-2 -> parent 0, 3-4 -> parent 1.
+    five = RNG.normal(size=(3, 5)).astype(np.float32)
+    five_probs = np.exp(five) / np.exp(five).sum(-1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(losses.tree_parent_probabilities(five, 2)),
+                               np.stack([five_probs[:, :3].sum(-1), five_probs[:, 3:].sum(-1)],
+                                        axis=1), rtol=1e-5)
     # 12 children, 4 parents, all mass on child 7: parent 2.
     peaked = np.full((1, 12), -1e4, np.float32)
     peaked[0, 7] = 0.0
