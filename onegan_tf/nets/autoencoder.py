@@ -31,6 +31,15 @@ def parent_of(child, num_children: int, num_parents: int):
     return (child * num_parents) // num_children
 
 
+def tree_parent_probabilities(child_probs, num_parents: int):
+    """[B, N_C] child probabilities -> [B, N_P]: each parent's share, summed over its children
+    in the code tree (`parent_of`)."""
+    num_children = child_probs.shape[-1]
+    tree = tf.one_hot(parent_of(tf.range(num_children), num_children, num_parents),
+                      num_parents)  # [N_C, N_P] membership
+    return tf.matmul(child_probs, tree)
+
+
 def hard_one_hot(logits):
     """one_hot(argmax(logits)): the predicted class selects v; no gradient reaches the logits."""
     # tf.argmax, not ops.argmax: Keras' version adds a BitwiseAnd (for -0.0) that TFLite lacks.

@@ -17,7 +17,12 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from onegan_tf.nets.autoencoder import AutoEncoder, ablate_betas, parent_of
+from onegan_tf.nets.autoencoder import (
+    AutoEncoder,
+    ablate_betas,
+    parent_of,
+    tree_parent_probabilities,
+)
 from onegan_tf.nets.generators import compose
 
 # Resampled images may overshoot [-1, 1] a little; 8-bit values (0..255) are far outside.
@@ -145,11 +150,10 @@ def _clusters(autoencoder: AutoEncoder, encoded):
     """cluster() from the encoder outputs."""
     cfg = autoencoder.config
     child_probs = ops.softmax(encoded["child_logits"], axis=-1)
-    tree = tf.one_hot(parent_of(tf.range(cfg.num_children), cfg.num_children, cfg.num_parents),
-                      cfg.num_parents)  # [N_C, N_P] membership
     # tf.argmax converts to TFLite (Keras' argmax adds a BitwiseAnd op).
     child = tf.argmax(child_probs, axis=-1, output_type=tf.int32)
-    return {"parent_probs": tf.matmul(child_probs, tree), "child_probs": child_probs,
+    return {"parent_probs": tree_parent_probabilities(child_probs, cfg.num_parents),
+            "child_probs": child_probs,
             "parent": tf.cast(parent_of(child, cfg.num_children, cfg.num_parents), tf.int32),
             "child": child,
             "shape_parent_probs": ops.softmax(encoded["parent_logits"], axis=-1)}

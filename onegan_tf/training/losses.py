@@ -39,15 +39,6 @@ def soft_cross_entropy(logits, target_probabilities):
     return -ops.mean(ops.sum(_f32(target_probabilities) * log_probs, axis=-1))
 
 
-def tree_parent_probabilities(child_logits, num_parents: int):
-    """[B, N_C] child logits -> [B, N_P]: each parent's share of the child softmax, summed over
-    its children in the code tree (child c's parent is c * N_P // N_C)."""
-    child_logits = _f32(child_logits)
-    num_children = child_logits.shape[-1]
-    tree = ops.one_hot(ops.arange(num_children) * num_parents // num_children, num_parents)
-    return ops.matmul(ops.softmax(child_logits, axis=-1), tree)
-
-
 def mean_squared_error(target, prediction):
     """MSE(target, prediction) (Eq. 13). Callers stop gradients on the target."""
     return ops.mean(ops.square(_f32(target) - _f32(prediction)))

@@ -15,7 +15,13 @@ from keras import ops
 
 from onegan_tf import compat
 from onegan_tf.config import Config
-from onegan_tf.nets.autoencoder import AutoEncoder, ablate_betas, copy_weights, ema_update
+from onegan_tf.nets.autoencoder import (
+    AutoEncoder,
+    ablate_betas,
+    copy_weights,
+    ema_update,
+    tree_parent_probabilities,
+)
 from onegan_tf.nets.discriminators import (
     BackgroundDiscriminator,
     MaskDiscriminator,
@@ -361,7 +367,8 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
             terms["R_M"] = losses.mask_regularizer(recon["mask"], cfg.mask_area_min,
                                                    cfg.mask_area_max)
         if not targets and cfg.parent_agreement_weight > 0:
-            tree_parent = losses.tree_parent_probabilities(enc["child_logits"], cfg.num_parents)
+            tree_parent = tree_parent_probabilities(
+                ops.softmax(ops.cast(enc["child_logits"], "float32"), axis=-1), cfg.num_parents)
             terms["CE_tree"] = losses.soft_cross_entropy(enc["parent_logits"], sg(tree_parent))
         terms["total"] = (terms["G"] + terms["REC"]
                           + (terms["VAE"] if cfg.use_vae_loss else 0.0)
