@@ -103,6 +103,8 @@ GROUPS: dict[str, dict[str, str]] = {
         "parent_agreement_weight": "weight of a cross entropy of E_p's parent head against "
                                    "the code-tree parent of E_c's child, on real images "
                                    "(0 = off)",
+        "mask_boundary_weight": "weight of the boundary length (total variation) of the "
+                                "generated masks (0 = off)",
     },
     "execution": {
         "strategy": "tf.distribute strategy",

@@ -122,6 +122,11 @@ class Config:
     # parent's children; no gradient to E_c). The paper trains E_p's head only on generated
     # images (Eq. 12), where the background alone tells the parent. 0 = off.
     parent_agreement_weight: float = 0.0
+    # Not in the paper: weight of the boundary length of each generated mask (anisotropic
+    # total variation over the image side) in the generation path. Of two masks of one area it
+    # prefers the compact one: a bundle of thin streaks, speckle or a ragged fringe costs three
+    # to four times a solid object's outline. 0 = off.
+    mask_boundary_weight: float = 0.0
 
     # Execution.
     strategy: str = "default"
@@ -205,7 +210,8 @@ class Config:
                 fail(field, "must be in [0, 1)")
         for field in ("bg_adv_weight", "rv_weight", "rm_weight", "mode_seeking_weight",
                       "mask_parent_info_weight", "mask_adversarial_weight",
-                      "real_mask_prior_weight", "parent_agreement_weight"):
+                      "real_mask_prior_weight", "parent_agreement_weight",
+                      "mask_boundary_weight"):
             if getattr(self, field) < 0:
                 fail(field, "must be >= 0")
         if not 0.0 <= self.pose_rotation <= 180.0:

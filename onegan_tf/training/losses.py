@@ -80,6 +80,22 @@ def mask_regularizer(mask, area_min: float, area_max: float):
     return binarize + hinge
 
 
+def mask_boundary_length(mask):
+    """Boundary length of each mask in units of the image side, averaged over the batch: the
+    absolute differences between neighbouring pixels, summed over both directions
+    (anisotropic total variation), divided by the image height.
+
+    A solid square covering a fraction a of a square image scores 4 sqrt(a) (1.6 at a = 0.17),
+    a disc 8 sqrt(a / pi); four streaks 3 px wide and 40 px long on 64 px about 5. A soft
+    edge costs what a hard one does (TV of a monotone ramp is its rise), so the term does not
+    binarise; it ranks compact objects above streaks, speckle and fringes of the same area.
+    """
+    mask = _f32(mask)
+    across = ops.sum(ops.abs(mask[:, :, 1:] - mask[:, :, :-1]), axis=(1, 2, 3))
+    down = ops.sum(ops.abs(mask[:, 1:] - mask[:, :-1]), axis=(1, 2, 3))
+    return ops.mean(across + down) / ops.cast(ops.shape(mask)[1], "float32")
+
+
 def perceptual_loss(features_a, features_b):
     """Squared L2 between hidden discriminator features (Eq. 17), averaged."""
     return ops.mean(ops.square(_f32(features_a) - _f32(features_b)))

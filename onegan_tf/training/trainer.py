@@ -320,6 +320,8 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
         })
         if cfg.mode_seeking_weight > 0:
             terms["MS"] = mode_seeking_term(gen["image"], z)
+        if cfg.mask_boundary_weight > 0:
+            terms["TV_M"] = losses.mask_boundary_length(gen["mask"])
         if self.mask_parent_head is not None:
             terms["CE_mask_parent"] = losses.cross_entropy(self.mask_parent_head(gen["mask"]),
                                                            parent)
@@ -331,6 +333,7 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
             + terms["MSE_v_c"] + terms["MSE_v_p"] + terms["MSE_fg"] + terms["MSE_bg"]
             + cfg.rv_weight * terms["R_v"] + rm_weight * terms["R_M"]
             + (cfg.mode_seeking_weight * terms["MS"] if "MS" in terms else 0.0)
+            + (cfg.mask_boundary_weight * terms["TV_M"] if "TV_M" in terms else 0.0)
             + (cfg.mask_parent_info_weight * terms["CE_mask_parent"]
                if "CE_mask_parent" in terms else 0.0)
             + (cfg.mask_adversarial_weight * terms["M_adv"] if "M_adv" in terms else 0.0))

@@ -179,6 +179,32 @@ def test_mask_regularizer_area_hinge():
     assert _value(losses.mask_regularizer(mixed, 0.2, 0.8)) == pytest.approx(expected, rel=1e-5)
 
 
+def test_mask_boundary_length():
+    # An 8x8 image with a solid 4x4 square: 2 jumps per row and per column over 4 rows and 4
+    # columns = 16, over the side 8 = 2 = 4 sqrt(area 1/4).
+    square = np.zeros((1, 8, 8, 1), np.float32)
+    square[0, 2:6, 2:6] = 1.0
+    assert _value(losses.mask_boundary_length(square)) == pytest.approx(2.0)
+    # The same area as four one-pixel-wide vertical streaks, the first on the image border:
+    # (7 jumps in each of 4 rows + 2 ends of each streak) / 8 = 4.5.
+    streaks = np.zeros((1, 8, 8, 1), np.float32)
+    streaks[0, 2:6, 0:8:2] = 1.0
+    assert streaks.sum() == square.sum()
+    assert _value(losses.mask_boundary_length(streaks)) == pytest.approx(4.5)
+    # A soft ramp costs its rise, like a hard edge; empty and full masks cost nothing.
+    ramp = np.tile(np.linspace(0.0, 1.0, 8, dtype=np.float32)[None, None, :, None], (1, 8, 1, 1))
+    assert _value(losses.mask_boundary_length(ramp)) == pytest.approx(1.0)
+    flat = np.concatenate([np.zeros((1, 8, 8, 1)), np.ones((1, 8, 8, 1))]).astype(np.float32)
+    assert _value(losses.mask_boundary_length(flat)) == 0.0
+    # Averaged over the batch; a random mask against numpy.
+    assert _value(losses.mask_boundary_length(np.concatenate([square, flat[:1]]))) == \
+        pytest.approx(1.0)
+    noisy = RNG.uniform(0.0, 1.0, (2, 6, 6, 1)).astype(np.float32)
+    expected = (np.abs(np.diff(noisy, axis=2)).sum(axis=(1, 2, 3))
+                + np.abs(np.diff(noisy, axis=1)).sum(axis=(1, 2, 3))).mean() / 6
+    assert _value(losses.mask_boundary_length(noisy)) == pytest.approx(expected, rel=1e-5)
+
+
 def test_perceptual_loss():
     a = RNG.standard_normal((2, 3, 3, 4)).astype(np.float32)
     b = RNG.standard_normal((2, 3, 3, 4)).astype(np.float32)

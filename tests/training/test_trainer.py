@@ -811,6 +811,27 @@ def test_mode_seeking_pairs_codes_and_reaches_the_generators(cfg):
     assert "gen/MS" not in model.__class__(base).generation_path(gen, child, z)
 
 
+def test_mask_boundary_prior_trains_the_mask_generator_only_when_on(cfg):
+    """--mask_boundary_weight adds the boundary length of the generated masks, times the
+    weight, to the generation path's total; its gradient reaches the mask generator."""
+    model = loop.build_model(cfg.replace(mask_boundary_weight=0.5))
+    child, z, _, _ = _fake_batch(model, cfg, 12)
+    mask_net = model.autoencoder.appearance_generator.to_mask.trainable_variables
+    with tf.GradientTape() as tape:
+        gen = model.autoencoder.generate(child, z, training=True)
+        terms = model.generation_path(gen, child, z)
+    expected = float(losses.mask_boundary_length(gen["mask"]))
+    assert expected > 0
+    assert float(terms["gen/TV_M"]) == pytest.approx(expected, rel=1e-6)
+    rest = sum(terms[f"gen/{k}"] for k in ("G", "CE_parent", "CE_child", "CE_info", "MSE_v_c",
+                                             "MSE_v_p", "MSE_fg", "MSE_bg"))
+    rest += cfg.rv_weight * terms["gen/R_v"] + cfg.rm_weight * terms["gen/R_M"]
+    assert float(terms["gen/total"] - rest) == pytest.approx(0.5 * expected, rel=1e-3)
+    assert "gen/TV_M" not in model.__class__(cfg).generation_path(gen, child, z)
+    grads = tape.gradient(terms["gen/TV_M"], mask_net)
+    assert all(g is not None and float(tf.reduce_sum(tf.abs(g))) > 0 for g in grads)
+
+
 def test_mask_parent_head_is_trained_with_the_generators_only_when_on(cfg):
     off = loop.build_model(cfg)
     assert off.mask_parent_head is None and "Q_p" not in off.networks()
