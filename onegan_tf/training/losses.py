@@ -6,6 +6,7 @@ weighted sum by the number of replicas (Keras sums gradients across replicas).
 
 from __future__ import annotations
 
+import tensorflow as tf
 from keras import ops
 
 
@@ -81,9 +82,9 @@ def mask_regularizer(mask, area_min: float, area_max: float):
 
 
 def mask_boundary_length(mask):
-    """Boundary length of each mask in units of the image side, averaged over the batch: the
-    absolute differences between neighbouring pixels, summed over both directions
-    (anisotropic total variation), divided by the image height.
+    """Boundary length of each mask in units of the image side, averaged over the batch: its
+    anisotropic total variation (`tf.image.total_variation`, the absolute differences between
+    neighbouring pixels in both directions), divided by the image height.
 
     A solid square covering a fraction a of a square image scores 4 sqrt(a) (1.6 at a = 0.17),
     a disc 8 sqrt(a / pi); four streaks 3 px wide and 40 px long on 64 px about 5. A soft
@@ -91,9 +92,7 @@ def mask_boundary_length(mask):
     binarise; it ranks compact objects above streaks, speckle and fringes of the same area.
     """
     mask = _f32(mask)
-    across = ops.sum(ops.abs(mask[:, :, 1:] - mask[:, :, :-1]), axis=(1, 2, 3))
-    down = ops.sum(ops.abs(mask[:, 1:] - mask[:, :-1]), axis=(1, 2, 3))
-    return ops.mean(across + down) / ops.cast(ops.shape(mask)[1], "float32")
+    return ops.mean(tf.image.total_variation(mask)) / ops.cast(ops.shape(mask)[1], "float32")
 
 
 def perceptual_loss(features_a, features_b):
