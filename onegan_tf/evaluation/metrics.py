@@ -32,6 +32,19 @@ def dice(pred_masks, true_masks, threshold: float = 0.5) -> float:
     return float(np.mean(np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0)))
 
 
+def pixel_precision_recall(pred_masks, true_masks, threshold: float = 0.5) -> tuple[float, float]:
+    """(precision, recall) of binarised masks over all pixels of all images: the share of
+    predicted foreground that is object, and of object that is predicted. Tells a mask that is
+    too large (low precision) from one that is too small or fragmented (low recall), which IoU
+    alone does not. An empty prediction has precision 1 (nothing claimed wrongly)."""
+    pred, true = _binary(pred_masks, threshold), _binary(true_masks, threshold)
+    if pred.shape != true.shape:
+        raise ValueError(f"mask shapes differ: {pred.shape} vs {true.shape}")
+    inter = float(np.logical_and(pred, true).sum())
+    claimed, present = float(pred.sum()), float(true.sum())
+    return (inter / claimed if claimed else 1.0), (inter / present if present else 1.0)
+
+
 def _contingency(labels, clusters) -> np.ndarray:
     labels, clusters = np.asarray(labels).ravel(), np.asarray(clusters).ravel()
     if labels.shape != clusters.shape:

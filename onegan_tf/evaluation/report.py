@@ -39,18 +39,22 @@ QUICK_SEED = 0
 
 def quick_metrics(autoencoder: AutoEncoder, examples: dict,
                   generated: int = QUICK_GENERATED) -> dict[str, float]:
-    """The periodic evaluation: {"eval/iou", "eval/dice", "eval/<section>_acc",
-    "eval/<section>_nmi" for each of CLUSTERINGS, "eval/gen_mask_area",
-    "eval/gen_mask_area_real"}, each where its ground truth exists.
+    """The periodic evaluation: {"eval/iou", "eval/dice", "eval/precision", "eval/recall",
+    "eval/mask_area", "eval/<section>_acc", "eval/<section>_nmi" for each of CLUSTERINGS,
+    "eval/gen_mask_area", "eval/gen_mask_area_real"}, each where its ground truth exists.
 
     examples: dict of numpy arrays from data.evaluation_batch: "image", and whichever of
-    "mask", "parent", "child" the dataset has. gen_mask_area is the mean area of `generated`
-    masks from fixed codes and z; gen_mask_area_real the true objects' mean area."""
+    "mask", "parent", "child" the dataset has. precision/recall are pixel_precision_recall of
+    the masks predicted for the examples, mask_area their mean area; gen_mask_area is the mean
+    area of `generated` masks from fixed codes and z; gen_mask_area_real the true objects'."""
     out = infer_in_batches(autoencoder, examples["image"])
     results = {}
     if "mask" in examples:
         results["eval/iou"] = metrics.iou(out["mask"], examples["mask"])
         results["eval/dice"] = metrics.dice(out["mask"], examples["mask"])
+        results["eval/precision"], results["eval/recall"] = metrics.pixel_precision_recall(
+            out["mask"], examples["mask"])
+        results["eval/mask_area"] = metrics.mask_area(out["mask"])[0]
     for name, (truth, predicted, _) in CLUSTERINGS.items():
         if truth in examples:
             labels = examples[truth]
@@ -126,9 +130,16 @@ def _segmentation(pred, true) -> dict:
     count, size = true.shape[0], true.shape[1]
     baselines = {"all_foreground": np.ones_like(true),
                  "centred_ellipse": metrics.centred_ellipse_masks(count, size)}
-    return {"iou": metrics.iou(pred, true), "dice": metrics.dice(pred, true),
-            "baselines": {name: {"iou": metrics.iou(m, true), "dice": metrics.dice(m, true)}
-                          for name, m in baselines.items()}}
+    def scores(masks):
+        precision, recall = metrics.pixel_precision_recall(masks, true)
+        return {"iou": metrics.iou(masks, true), "dice": metrics.dice(masks, true),
+                "precision": precision, "recall": recall}
+
+    predicted_area, true_area = metrics.mask_area(pred), metrics.mask_area(true)
+    return {**scores(pred),
+            "mask_area": {"predicted_mean": predicted_area[0], "predicted_std": predicted_area[1],
+                          "true_mean": true_area[0], "true_std": true_area[1]},
+            "baselines": {name: scores(m) for name, m in baselines.items()}}
 
 
 def _kmeans_baselines(labels, images, seed) -> dict:
@@ -357,9 +368,16 @@ def markdown_table(results: dict, title: str = "") -> str:
 
     if "segmentation" in results:
         seg = results["segmentation"]
-        for metric in ("iou", "dice"):
-            row("segmentation", metric.upper(), seg[metric],
-                {k: v[metric] for k, v in seg["baselines"].items()})
+        for metric, name in (("iou", "IOU"), ("dice", "DICE"),
+                             ("precision", "pixel precision"), ("recall", "pixel recall")):
+            if metric in seg:  # precision/recall: absent from metrics.json written before them
+                row("segmentation", name, seg[metric],
+                    {k: v[metric] for k, v in seg["baselines"].items()})
+        if "mask_area" in seg:
+            area = seg["mask_area"]
+            lines.append(f"| segmentation | predicted mask area (mean ± std) | "
+                         f"{_mean_std(area['predicted_mean'], area['predicted_std'])} | "
+                         f"true masks {_mean_std(area['true_mean'], area['true_std'])} |")
     for name in CLUSTERINGS:
         section = results.get(f"clustering_{name}")
         if section:

@@ -277,3 +277,23 @@ def test_mask_area_statistics():
     # All-foreground masks, no true masks given.
     assert metrics.mask_area_comparison(np.ones((2, 4, 4, 1))) == {"generated_mean": 1.0,
                                                                    "generated_std": 0.0}
+
+
+def test_pixel_precision_and_recall_tell_too_large_from_too_small():
+    truth = np.zeros((2, 4, 4, 1))
+    truth[:, 1:3, 1:3] = 1.0  # 4 object pixels per image
+    large = np.zeros_like(truth)
+    large[:, 0:4, 1:3] = 1.0  # 8 pixels, every object pixel among them
+    small = np.zeros_like(truth)
+    small[:, 1:2, 1:3] = 0.9  # 2 pixels, all object (soft values above the threshold)
+    assert metrics.pixel_precision_recall(large, truth) == pytest.approx((0.5, 1.0))
+    assert metrics.pixel_precision_recall(small, truth) == pytest.approx((1.0, 0.5))
+    # Pooled over images: 2 of 4 claimed pixels in image 0, 0 of 4 in image 1 (off the object).
+    shifted = np.zeros_like(truth)
+    shifted[0, 0:2, 1:3] = 1.0
+    shifted[1, 3:4, 0:4] = 1.0
+    assert metrics.pixel_precision_recall(shifted, truth) == pytest.approx((2 / 8, 2 / 8))
+    # An empty prediction claims nothing wrongly and finds nothing.
+    assert metrics.pixel_precision_recall(np.zeros_like(truth), truth) == (1.0, 0.0)
+    with pytest.raises(ValueError, match="shapes differ"):
+        metrics.pixel_precision_recall(truth[:1], truth)

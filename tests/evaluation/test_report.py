@@ -17,6 +17,21 @@ def test_evaluate_matches_known_answers_on_ground_truth():
     seg = report._segmentation(truth, truth)
     assert seg["iou"] == 1.0 and seg["dice"] == 1.0
     assert seg["baselines"]["all_foreground"]["iou"] == pytest.approx(16 / 64)
+    assert seg["precision"] == 1.0 and seg["recall"] == 1.0
+    # All foreground finds every object pixel; a quarter of what it claims is object.
+    assert seg["baselines"]["all_foreground"]["precision"] == pytest.approx(16 / 64)
+    assert seg["baselines"]["all_foreground"]["recall"] == 1.0
+    assert seg["mask_area"] == pytest.approx({"predicted_mean": 0.25, "predicted_std": 0.0,
+                                              "true_mean": 0.25, "true_std": 0.0})
+    half = np.where(np.arange(8)[None, None, :, None] < 4, truth, 0.0)  # the object's left half
+    seg = report._segmentation(half, truth)
+    assert (seg["precision"], seg["recall"]) == (1.0, 0.5)
+    assert seg["mask_area"]["predicted_mean"] == pytest.approx(8 / 64)
+    table = report.markdown_table({"examples": 4, "segmentation": seg,
+                                   "reconstruction": {"l1": 0.0}})
+    assert "| segmentation | pixel recall | 0.500 |" in table
+    assert "| segmentation | predicted mask area (mean ± std) | 0.125 ± 0.000 | true masks 0.250" \
+        in table
     images = np.random.default_rng(1).uniform(-1, 1, (4, 8, 8, 3)).astype(np.float32)
     clean = images.copy()
     removal = report._object_removal(clean, images, clean, truth)
@@ -68,7 +83,8 @@ def test_diversity_section_says_how_real_images_were_grouped():
 def test_quick_metrics_keys(tiny_model, tiny_config):
     examples = {k: v.numpy() for k, v in data.evaluation_batch(tiny_config, 24).items()}
     results = report.quick_metrics(tiny_model.ema, examples, generated=24)
-    expected = {"eval/iou", "eval/dice", "eval/gen_mask_area", "eval/gen_mask_area_real"} | {
+    expected = {"eval/iou", "eval/dice", "eval/precision", "eval/recall", "eval/mask_area",
+                "eval/gen_mask_area", "eval/gen_mask_area_real"} | {
         f"eval/{name}_{metric}" for name in ("parent", "parent_tree", "child")
         for metric in ("acc", "nmi")}
     assert set(results) == expected
@@ -78,6 +94,9 @@ def test_quick_metrics_keys(tiny_model, tiny_config):
     assert results["eval/gen_mask_area_real"] == pytest.approx(examples["mask"].mean())
     # The parent from E_p's head, and from the tree of E_c's child.
     out = report.infer_in_batches(tiny_model.ema, examples["image"])
+    assert results["eval/mask_area"] == pytest.approx(out["mask"].mean(), rel=1e-5)
+    assert (results["eval/precision"], results["eval/recall"]) == pytest.approx(
+        metrics.pixel_precision_recall(out["mask"], examples["mask"]))
     assert results["eval/parent_acc"] == metrics.clustering_accuracy(examples["parent"],
                                                                      out["shape_parent"])
     assert results["eval/parent_tree_acc"] == metrics.clustering_accuracy(examples["parent"],
