@@ -47,6 +47,19 @@ def test_paper_presets_have_paper_values(name):
     assert cfg.bypass_size == 32  # image_size / 4
 
 
+def test_presets_for_photographs_tie_e_p_to_the_code_tree():
+    """The one method option outside the paper that the paper presets inherit from `clutter`
+    (E_p's parent head agreeing with E_c's child on real images); the rest stay off there."""
+    for name in ("clutter", "cub", "dogs", "cars"):
+        assert config_lib.preset(name).parent_agreement_weight == 1.0, name
+    for name in ("cub", "dogs", "cars"):
+        cfg = config_lib.preset(name)
+        assert (cfg.real_mask_prior_weight, cfg.fg_shift, cfg.d_learning_rate) == (0, 0, 0)
+        assert (cfg.mask_area_min, cfg.mask_area_max) == (0.1, 0.9)
+    assert config_lib.Config().parent_agreement_weight == 0.0  # the paper's Eq. 12 alone
+    assert config_lib.preset("shapes").parent_agreement_weight == 0.0
+
+
 def test_pose_is_off_unless_asked_for():
     """The paper draws the object where G_fg puts it: no preset but the built-in data's moves it."""
     assert not config_lib.Config().object_pose
