@@ -105,6 +105,8 @@ GROUPS: dict[str, dict[str, str]] = {
                                    "(0 = off)",
         "mask_boundary_weight": "weight of the boundary length (total variation) of the "
                                 "generated masks (0 = off)",
+        "fake_mask_weight": "weight of the mask term of Eq. 16 on generated images "
+                            "(1 = the paper)",
     },
     "execution": {
         "strategy": "tf.distribute strategy",

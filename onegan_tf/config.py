@@ -127,6 +127,10 @@ class Config:
     # prefers the compact one: a bundle of thin streaks, speckle or a ragged fringe costs three
     # to four times a solid object's outline. 0 = off.
     mask_boundary_weight: float = 0.0
+    # Weight of the mask term of Eq. 16 on generated images (|I_m - I_m-hat|, the one place
+    # where the reconstruction path is told the true mask). 1 = the paper (an equal part of
+    # L_REC with the image and background terms).
+    fake_mask_weight: float = 1.0
 
     # Execution.
     strategy: str = "default"
@@ -211,7 +215,7 @@ class Config:
         for field in ("bg_adv_weight", "rv_weight", "rm_weight", "mode_seeking_weight",
                       "mask_parent_info_weight", "mask_adversarial_weight",
                       "real_mask_prior_weight", "parent_agreement_weight",
-                      "mask_boundary_weight"):
+                      "mask_boundary_weight", "fake_mask_weight"):
             if getattr(self, field) < 0:
                 fail(field, "must be >= 0")
         if not 0.0 <= self.pose_rotation <= 180.0:

@@ -126,10 +126,30 @@ class AutoEncoder(keras.Model):
                 self.child_embedding(child_one_hot))
 
     # --- the two halves of the decoder --------------------------------------------------------
+    def pose(self, z, size: int):
+        """The object's pose for noise z as [B, 8] transforms on a `size`-pixel grid (the
+        `pose_*` options), or None when the object layer does not move (`object_pose` off)."""
+        cfg = self.config
+        if not cfg.object_pose:
+            return None
+        return pose_transforms(z, size, cfg.pose_rotation, cfg.pose_scale, cfg.pose_shift)
+
+    def posed_pre_image(self, pre_image, z):
+        """A_fg moved to where the object layer drawn from it lands in the image: the pre-image
+        that E_p's bypass B_fg stands for (B_fg is read off the image, where the object is
+        posed; the generator draws A_fg in the canonical pose)."""
+        pose = self.pose(z, pre_image.shape[1])
+        return pre_image if pose is None else apply_pose(pre_image, pose)
+
     def decode_foreground(self, v_p, v_c, z, bypass=None, beta=None, training=None):
-        """Eq. 4 (with mixup 3 when a bypass B_fg is given): -> (A_fg, I_fg, I_m)."""
+        """Eq. 4 (with mixup 3 when a bypass B_fg is given): -> (A_fg, I_fg, I_m).
+
+        With a bypass (the reconstruction path) A_fg is mixed in posed by z, as the bypass is,
+        and the decoded layer is not moved again; without one (generation) the caller moves
+        the decoded layer."""
         pre_image = self.foreground_pre([v_p, z], training=training)  # A_fg
-        mixed = pre_image if bypass is None else self.mixup(pre_image, bypass, beta)
+        mixed = (pre_image if bypass is None
+                 else self.mixup(self.posed_pre_image(pre_image, z), bypass, beta))
         features = self.shape_generator([mixed, v_p], training=training)
         foreground, mask = self.appearance_generator([features, v_c], training=training)
         return pre_image, foreground, mask
@@ -143,16 +163,17 @@ class AutoEncoder(keras.Model):
     # --- generation path (Eq. 1-5) --------------------------------------------------------
     def generate(self, child, z, training=None):
         """child ids [B] int, z [B, d_z] -> dict with image/foreground/background [B, H, W, 3]
-        in [-1, 1], mask [B, H, W, 1] in [0, 1], the pre-images and the codes."""
+        in [-1, 1], mask [B, H, W, 1] in [0, 1], the pre-images and the codes. With the
+        object pose on, "pre_foreground" is A_fg moved by the pose (`posed_pre_image`)."""
         parent_one_hot, child_one_hot = self.one_hots(child)
         v_bg, v_p, v_c = self.embed(parent_one_hot, child_one_hot)
         cfg = self.config
         pre_fg, foreground, mask = self.decode_foreground(v_p, v_c, z, training=training)
-        if cfg.object_pose:  # the object layer moves together (the pose_* options)
-            pose = pose_transforms(z, cfg.image_size, cfg.pose_rotation, cfg.pose_scale,
-                                   cfg.pose_shift)
+        pose = self.pose(z, cfg.image_size)
+        if pose is not None:  # the object layer moves together (the pose_* options)
             moved = apply_pose(ops.concatenate([foreground, mask], axis=-1), pose)  # one warp
             foreground, mask = moved[..., :3], moved[..., 3:]
+            pre_fg = self.posed_pre_image(pre_fg, z)  # Eq. 13's target for E_p's bypass
         pre_bg, background = self.decode_background(v_bg, z, training=training)
         return {"image": compose(background, foreground, mask), "foreground": foreground,
                 "mask": mask, "background": background, "pre_foreground": pre_fg,

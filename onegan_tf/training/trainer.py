@@ -360,9 +360,10 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
         _, d_c = self.discriminator_pairs()[path]
         terms["PER"] = losses.perceptual_loss(sg(d_c(images)["features"]), c_out["features"])
         if targets:
+            terms["REC_mask"] = losses.mean_absolute_error(targets["mask"], recon["mask"])
             terms["REC"] += (losses.mean_absolute_error(targets["background"],
                                                         recon["background"])
-                             + losses.mean_absolute_error(targets["mask"], recon["mask"]))
+                             + cfg.fake_mask_weight * terms["REC_mask"])
             d_bg, _ = self.discriminator_pairs()[path]
             terms["PER"] += losses.perceptual_loss(sg(d_bg(targets["background"])["features"]),
                                                    bg_out["features"])  # Eq. 17

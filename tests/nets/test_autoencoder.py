@@ -292,3 +292,31 @@ def test_pose_moves_only_the_object_layer_of_generated_images(ae, tiny_config):
     images = tf.random.uniform((2, tiny_config.image_size, tiny_config.image_size, 3), -1, 1)
     np.testing.assert_array_equal(np.asarray(ae.reconstruct(images)["mask"]),
                                   np.asarray(posed.reconstruct(images)["mask"]))
+
+
+def test_pose_moves_the_pre_image_that_the_bypass_stands_for(ae, tiny_config):
+    """With the object pose on, generate's pre_foreground (Eq. 13's target for E_p's bypass,
+    which is read off the posed image) is A_fg moved by the same pose at the pre-image's
+    resolution, and the reconstruction mixes A_fg in posed by its z-hat (mixup 3)."""
+    posed = AutoEncoder(tiny_config.replace(pose_rotation=90, pose_scale=1.5, pose_shift=0.2))
+    posed.build_all()
+    ae_lib.copy_weights(ae, posed)
+    child = tf.range(4, dtype=tf.int32)
+    z = tf.concat([tf.fill((4, 4), 0.8), tf.zeros((4, tiny_config.z_dim - 4))], axis=1)
+    _, v_p, _ = posed.embed(*posed.one_hots(child))
+    canonical = posed.foreground_pre([v_p, z])
+    size = canonical.shape[1]
+    assert size == tiny_config.image_size // tiny_config.bypass_divisor
+    expected = generators.apply_pose(canonical, generators.pose_transforms(
+        z, size, 90.0, 1.5, 0.2))
+    out = posed.generate(child, z)
+    np.testing.assert_allclose(np.asarray(out["pre_foreground"]), np.asarray(expected),
+                               atol=1e-6)
+    assert float(tf.reduce_max(tf.abs(out["pre_foreground"] - canonical))) > 0.05
+    np.testing.assert_allclose(np.asarray(ae.generate(child, z)["pre_foreground"]),
+                               np.asarray(canonical), atol=1e-6)  # no pose: A_fg as drawn
+    images = tf.random.uniform((2, tiny_config.image_size, tiny_config.image_size, 3), -1, 1)
+    betas = {k: tf.ones((2,)) for k in ("beta1", "beta2", "beta4")}
+    betas["beta3"] = tf.zeros((2,))  # A_fg only: the pose of z-hat shows
+    diff = posed.reconstruct(images, betas)["mask"] - ae.reconstruct(images, betas)["mask"]
+    assert float(tf.reduce_max(tf.abs(diff))) > 1e-3

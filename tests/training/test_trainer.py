@@ -355,6 +355,36 @@ def test_parent_agreement_trains_e_p_head_towards_the_tree_parent_of_e_c_on_real
                                                          off._reconstruct(images, 20))
 
 
+def test_fake_mask_weight_scales_only_the_mask_term_of_fake_reconstruction(cfg):
+    """--fake_mask_weight multiplies |I_m - I_m-hat| inside the fake path's L_REC (the image
+    and background terms keep weight 1) and so the gradient it sends to E_p; real images have
+    no true mask and no such term."""
+    keras.utils.set_random_seed(8)
+    model = loop.build_model(cfg.replace(fake_mask_weight=4.0))
+    _, gen, targets = _generation_and_targets(model, cfg, seed=5)
+    e_p = model.autoencoder.shape_encoder.trainable_variables
+    with tf.GradientTape(persistent=True) as tape:
+        recon = model._reconstruct(gen["image"], 10)
+        fake = model.reconstruction_path(FAKE, gen["image"], recon, targets)
+        mask_l1 = losses.mean_absolute_error(targets["mask"], recon["mask"])
+        rest = (losses.mean_absolute_error(gen["image"], recon["image"])
+                + losses.mean_absolute_error(targets["background"], recon["background"]))
+    assert float(fake["fake/REC_mask"]) == pytest.approx(float(mask_l1), rel=1e-6)
+    assert float(fake["fake/REC"]) == pytest.approx(float(rest) + 4.0 * float(mask_l1),
+                                                    rel=1e-5)
+    def grads(target):  # None (not on the path) as zeros
+        return [np.zeros(v.shape) if g is None else np.asarray(g)
+                for g, v in zip(tape.gradient(target, e_p), e_p)]
+
+    from_mask = grads(mask_l1)
+    for total, mask, other in zip(grads(fake["fake/REC"]), from_mask, grads(rest)):
+        np.testing.assert_allclose(total, other + 4.0 * mask, rtol=1e-3, atol=1e-6)
+    assert any(np.abs(g).sum() > 0 for g in from_mask)
+    images = tf.random.stateless_uniform((BATCH, 32, 32, 3), (19, 0), -1, 1)
+    assert "real/REC_mask" not in model.reconstruction_path(REAL, images,
+                                                            model._reconstruct(images, 20))
+
+
 def test_posed_object_gets_the_adversarial_gradient_and_trains(cfg):
     """With the pose options, D_c's verdict on the moved object still reaches every variable of
     the object generators (through the bilinear warp), and fit() runs a finite step."""
