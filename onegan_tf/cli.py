@@ -54,6 +54,8 @@ GROUPS: dict[str, dict[str, str]] = {
                       "pose_scale] (1 = off)",
         "pose_shift": "not in the paper: ... and shifted by up to this fraction of the image "
                       "side (0 = off)",
+        "pose_in_pre_image": "apply the pose to the pre-image A_fg, so that G_fg1/G_fg2 draw "
+                             "the posed object (default: the drawn layer is moved)",
     },
     "optimisation": {
         "batch_size": "global batch size, over all replicas",

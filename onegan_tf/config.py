@@ -58,6 +58,11 @@ class Config:
     pose_rotation: float = 0.0
     pose_scale: float = 1.0
     pose_shift: float = 0.0
+    # Where the pose is applied in generation: False = to the drawn object layer (I_fg, I_m),
+    # so G_fg1/G_fg2 draw the canonical pose; True = to the foreground pre-image A_fg before
+    # G_fg1, so the decoder draws the posed object itself, as it must in reconstruction,
+    # where the bypass B_fg is read off the posed image.
+    pose_in_pre_image: bool = False
 
     # Optimisation (paper: Adam 2e-4, betas 0.5/0.999, batch 20).
     batch_size: int = 32
@@ -224,6 +229,9 @@ class Config:
             fail("pose_scale", "must be >= 1 (the scale is drawn from [1/pose_scale, pose_scale])")
         if not 0.0 <= self.pose_shift <= 0.5:
             fail("pose_shift", "must be in [0, 0.5] image sides")
+        if self.pose_in_pre_image and not self.object_pose:
+            fail("pose_in_pre_image", "needs a pose (--pose_rotation, --pose_scale or "
+                 "--pose_shift)")
         if self.object_pose and self.z_dim < 4:
             fail("z_dim", "must be >= 4 when a pose_* option is on (z[:, 0:4] sets the pose)")
         if self.learning_rate <= 0:
@@ -273,7 +281,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # floor of 0.1, the floor also on the masks predicted for real images (no empty-mask
     # reconstruction), D_c judging the foreground layer moved by up to 1/8 of the side, a four
     # times faster D, and E_p's parent head agreeing with E_c's on real images. The schedule
-    # fits 45 minutes on 2 CPU cores (docs/results.md, "`clutter`: the preset (current)").
+    # fits 45 minutes on 2 CPU cores (docs/results.md, "`clutter`: the preset").
     "clutter": dict(dataset="clutter", image_size=64, mask_area_min=0.1, mask_area_max=0.5,
                     rm_weight=6.0, real_mask_prior_weight=2.0, fg_shift=0.125,
                     d_learning_rate=8e-4, parent_agreement_weight=1.0,

@@ -145,12 +145,16 @@ class AutoEncoder(keras.Model):
         """Eq. 4 (with mixup 3 when a bypass B_fg is given): -> (A_fg, I_fg, I_m).
 
         With a bypass (the reconstruction path) A_fg is mixed in posed by z, as the bypass is,
-        and the decoded layer is not moved again; without one (generation) the caller moves
-        the decoded layer."""
+        and the decoded layer is not moved again. Without one (generation) A_fg is posed here
+        with `pose_in_pre_image`, else the caller moves the decoded layer. Returns the
+        canonical A_fg."""
         pre_image = self.foreground_pre([v_p, z], training=training)  # A_fg
-        mixed = (pre_image if bypass is None
-                 else self.mixup(self.posed_pre_image(pre_image, z), bypass, beta))
-        features = self.shape_generator([mixed, v_p], training=training)
+        drawn = pre_image
+        if bypass is not None or self.config.pose_in_pre_image:
+            drawn = self.posed_pre_image(pre_image, z)
+        if bypass is not None:
+            drawn = self.mixup(drawn, bypass, beta)
+        features = self.shape_generator([drawn, v_p], training=training)
         foreground, mask = self.appearance_generator([features, v_c], training=training)
         return pre_image, foreground, mask
 
@@ -169,10 +173,11 @@ class AutoEncoder(keras.Model):
         v_bg, v_p, v_c = self.embed(parent_one_hot, child_one_hot)
         cfg = self.config
         pre_fg, foreground, mask = self.decode_foreground(v_p, v_c, z, training=training)
-        pose = self.pose(z, cfg.image_size)
-        if pose is not None:  # the object layer moves together (the pose_* options)
-            moved = apply_pose(ops.concatenate([foreground, mask], axis=-1), pose)  # one warp
+        if cfg.object_pose and not cfg.pose_in_pre_image:  # the object layer moves together
+            moved = apply_pose(ops.concatenate([foreground, mask], axis=-1),
+                               self.pose(z, cfg.image_size))  # one warp
             foreground, mask = moved[..., :3], moved[..., 3:]
+        if cfg.object_pose:
             pre_fg = self.posed_pre_image(pre_fg, z)  # Eq. 13's target for E_p's bypass
         pre_bg, background = self.decode_background(v_bg, z, training=training)
         return {"image": compose(background, foreground, mask), "foreground": foreground,
