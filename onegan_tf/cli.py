@@ -56,6 +56,8 @@ GROUPS: dict[str, dict[str, str]] = {
                       "side (0 = off)",
         "pose_in_pre_image": "apply the pose to the pre-image A_fg, so that G_fg1/G_fg2 draw "
                              "the posed object (default: the drawn layer is moved)",
+        "posed_bypass": "Eq. 13's target for E_p's bypass and mixup 3 use A_fg moved by z's "
+                        "pose (default: the canonical A_fg)",
     },
     "optimisation": {
         "batch_size": "global batch size, over all replicas",

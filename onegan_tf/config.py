@@ -63,6 +63,10 @@ class Config:
     # G_fg1, so the decoder draws the posed object itself, as it must in reconstruction,
     # where the bypass B_fg is read off the posed image.
     pose_in_pre_image: bool = False
+    # E_p's bypass B_fg is read off the image, where the object is posed. False (the default):
+    # Eq. 13 pulls it towards the canonical A_fg and mixup 3 mixes it with the canonical A_fg.
+    # True: both use A_fg moved by z's pose (implied by pose_in_pre_image).
+    posed_bypass: bool = False
 
     # Optimisation (paper: Adam 2e-4, betas 0.5/0.999, batch 20).
     batch_size: int = 32
@@ -160,6 +164,11 @@ class Config:
         """Whether generation moves the object layer by a pose from z (the pose_* options)."""
         return self.pose_rotation > 0 or self.pose_scale > 1 or self.pose_shift > 0
 
+    @property
+    def bypass_is_posed(self) -> bool:
+        """Whether E_p's bypass stands for the posed A_fg (Eq. 13's target, mixup 3)."""
+        return self.object_pose and (self.posed_bypass or self.pose_in_pre_image)
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
@@ -229,9 +238,9 @@ class Config:
             fail("pose_scale", "must be >= 1 (the scale is drawn from [1/pose_scale, pose_scale])")
         if not 0.0 <= self.pose_shift <= 0.5:
             fail("pose_shift", "must be in [0, 0.5] image sides")
-        if self.pose_in_pre_image and not self.object_pose:
-            fail("pose_in_pre_image", "needs a pose (--pose_rotation, --pose_scale or "
-                 "--pose_shift)")
+        for field in ("pose_in_pre_image", "posed_bypass"):
+            if getattr(self, field) and not self.object_pose:
+                fail(field, "needs a pose (--pose_rotation, --pose_scale or --pose_shift)")
         if self.object_pose and self.z_dim < 4:
             fail("z_dim", "must be >= 4 when a pose_* option is on (z[:, 0:4] sets the pose)")
         if self.learning_rate <= 0:

@@ -144,13 +144,14 @@ class AutoEncoder(keras.Model):
     def decode_foreground(self, v_p, v_c, z, bypass=None, beta=None, training=None):
         """Eq. 4 (with mixup 3 when a bypass B_fg is given): -> (A_fg, I_fg, I_m).
 
-        With a bypass (the reconstruction path) A_fg is mixed in posed by z, as the bypass is,
-        and the decoded layer is not moved again. Without one (generation) A_fg is posed here
-        with `pose_in_pre_image`, else the caller moves the decoded layer. Returns the
+        A_fg is posed by z before the decoder with `pose_in_pre_image` (generation and
+        reconstruction alike), and before mixup 3 with `posed_bypass`, as the bypass read off
+        the posed image is. Otherwise generation's caller moves the decoded layer. Returns the
         canonical A_fg."""
+        cfg = self.config
         pre_image = self.foreground_pre([v_p, z], training=training)  # A_fg
         drawn = pre_image
-        if bypass is not None or self.config.pose_in_pre_image:
+        if cfg.pose_in_pre_image or (bypass is not None and cfg.bypass_is_posed):
             drawn = self.posed_pre_image(pre_image, z)
         if bypass is not None:
             drawn = self.mixup(drawn, bypass, beta)
@@ -167,8 +168,8 @@ class AutoEncoder(keras.Model):
     # --- generation path (Eq. 1-5) --------------------------------------------------------
     def generate(self, child, z, training=None):
         """child ids [B] int, z [B, d_z] -> dict with image/foreground/background [B, H, W, 3]
-        in [-1, 1], mask [B, H, W, 1] in [0, 1], the pre-images and the codes. With the
-        object pose on, "pre_foreground" is A_fg moved by the pose (`posed_pre_image`)."""
+        in [-1, 1], mask [B, H, W, 1] in [0, 1], the pre-images and the codes. With
+        `posed_bypass`, "pre_foreground" is A_fg moved by the pose (`posed_pre_image`)."""
         parent_one_hot, child_one_hot = self.one_hots(child)
         v_bg, v_p, v_c = self.embed(parent_one_hot, child_one_hot)
         cfg = self.config
@@ -177,7 +178,7 @@ class AutoEncoder(keras.Model):
             moved = apply_pose(ops.concatenate([foreground, mask], axis=-1),
                                self.pose(z, cfg.image_size))  # one warp
             foreground, mask = moved[..., :3], moved[..., 3:]
-        if cfg.object_pose:
+        if cfg.bypass_is_posed:
             pre_fg = self.posed_pre_image(pre_fg, z)  # Eq. 13's target for E_p's bypass
         pre_bg, background = self.decode_background(v_bg, z, training=training)
         return {"image": compose(background, foreground, mask), "foreground": foreground,

@@ -297,10 +297,15 @@ def test_pose_moves_only_the_object_layer_of_generated_images(ae, tiny_config):
 def test_pose_moves_the_pre_image_that_the_bypass_stands_for(ae, tiny_config):
     """With the object pose on, generate's pre_foreground (Eq. 13's target for E_p's bypass,
     which is read off the posed image) is A_fg moved by the same pose at the pre-image's
-    resolution, and the reconstruction mixes A_fg in posed by its z-hat (mixup 3)."""
-    posed = AutoEncoder(tiny_config.replace(pose_rotation=90, pose_scale=1.5, pose_shift=0.2))
+    resolution, and the reconstruction mixes A_fg in posed by its z-hat (mixup 3), with
+    `posed_bypass`; without it both stay canonical."""
+    pose = dict(pose_rotation=90, pose_scale=1.5, pose_shift=0.2)
+    posed = AutoEncoder(tiny_config.replace(posed_bypass=True, **pose))
     posed.build_all()
     ae_lib.copy_weights(ae, posed)
+    canonical_bypass = AutoEncoder(tiny_config.replace(**pose))
+    canonical_bypass.build_all()
+    ae_lib.copy_weights(ae, canonical_bypass)
     child = tf.range(4, dtype=tf.int32)
     z = tf.concat([tf.fill((4, 4), 0.8), tf.zeros((4, tiny_config.z_dim - 4))], axis=1)
     _, v_p, _ = posed.embed(*posed.one_hots(child))
@@ -313,13 +318,16 @@ def test_pose_moves_the_pre_image_that_the_bypass_stands_for(ae, tiny_config):
     np.testing.assert_allclose(np.asarray(out["pre_foreground"]), np.asarray(expected),
                                atol=1e-6)
     assert float(tf.reduce_max(tf.abs(out["pre_foreground"] - canonical))) > 0.05
-    np.testing.assert_allclose(np.asarray(ae.generate(child, z)["pre_foreground"]),
-                               np.asarray(canonical), atol=1e-6)  # no pose: A_fg as drawn
+    for model in (ae, canonical_bypass):  # no pose, or the default: A_fg as drawn
+        np.testing.assert_allclose(np.asarray(model.generate(child, z)["pre_foreground"]),
+                                   np.asarray(canonical), atol=1e-6)
     images = tf.random.uniform((2, tiny_config.image_size, tiny_config.image_size, 3), -1, 1)
     betas = {k: tf.ones((2,)) for k in ("beta1", "beta2", "beta4")}
     betas["beta3"] = tf.zeros((2,))  # A_fg only: the pose of z-hat shows
     diff = posed.reconstruct(images, betas)["mask"] - ae.reconstruct(images, betas)["mask"]
     assert float(tf.reduce_max(tf.abs(diff))) > 1e-3
+    np.testing.assert_allclose(np.asarray(canonical_bypass.reconstruct(images, betas)["mask"]),
+                               np.asarray(ae.reconstruct(images, betas)["mask"]), atol=1e-6)
 
 
 @pytest.mark.parametrize("in_pre_image", [False, True])
@@ -328,9 +336,10 @@ def test_pose_in_pre_image_makes_generation_draw_what_reconstruction_draws(ae, t
     """With `pose_in_pre_image` the generator poses A_fg before G_fg1 and does not move the
     drawn layer, so a generated object layer is exactly what the reconstruction path's decoder
     draws from the same codes with mixup 3 at A_fg (beta3 = 0); with the pose on the drawn
-    layer (the default) the two differ. Either way Eq. 13's target is the posed A_fg."""
+    layer (the default) the two differ, even with the posed A_fg in mixup 3. Either way Eq.
+    13's target is the posed A_fg."""
     cfg = tiny_config.replace(pose_rotation=90, pose_scale=1.5, pose_shift=0.2,
-                              pose_in_pre_image=in_pre_image)
+                              pose_in_pre_image=in_pre_image, posed_bypass=not in_pre_image)
     posed = AutoEncoder(cfg)
     posed.build_all()
     ae_lib.copy_weights(ae, posed)
@@ -354,6 +363,9 @@ def test_pose_in_pre_image_makes_generation_draw_what_reconstruction_draws(ae, t
             z, size, 90.0, 1.5, 0.2))), atol=1e-6)
 
 
-def test_pose_in_pre_image_needs_a_pose(tiny_config):
-    with pytest.raises(ValueError, match="pose_in_pre_image"):
-        tiny_config.replace(pose_in_pre_image=True)
+@pytest.mark.parametrize("field", ["pose_in_pre_image", "posed_bypass"])
+def test_posed_pre_image_options_need_a_pose(tiny_config, field):
+    with pytest.raises(ValueError, match=field):
+        tiny_config.replace(**{field: True})
+    assert tiny_config.replace(pose_shift=0.1, **{field: True}).bypass_is_posed
+    assert not tiny_config.replace(pose_shift=0.1).bypass_is_posed
