@@ -294,29 +294,45 @@ def test_pose_moves_only_the_object_layer_of_generated_images(ae, tiny_config):
                                   np.asarray(posed.reconstruct(images)["mask"]))
 
 
+_POSE = dict(pose_rotation=90, pose_scale=1.5, pose_shift=0.2)
+
+
+def _copy_of(ae, config):
+    """An AutoEncoder built with `config` that holds `ae`'s weights."""
+    model = AutoEncoder(config)
+    model.build_all()
+    ae_lib.copy_weights(ae, model)
+    return model
+
+
+def _posing_z(config, batch=4):
+    """z whose pose dimensions are all 0.8 (a clear turn, scale and shift), the rest 0."""
+    return tf.concat([tf.fill((batch, 4), 0.8), tf.zeros((batch, config.z_dim - 4))], axis=1)
+
+
+def _posed(pre_image, z):
+    """A_fg moved by _POSE at the pre-image's resolution."""
+    return generators.apply_pose(pre_image, generators.pose_transforms(
+        z, pre_image.shape[1], _POSE["pose_rotation"], _POSE["pose_scale"],
+        _POSE["pose_shift"]))
+
+
 def test_pose_moves_the_pre_image_that_the_bypass_stands_for(ae, tiny_config):
     """With the object pose on, generate's pre_foreground (Eq. 13's target for E_p's bypass,
     which is read off the posed image) is A_fg moved by the same pose at the pre-image's
     resolution, and the reconstruction mixes A_fg in posed by its z-hat (mixup 3), with
     `posed_bypass`; without it both stay canonical."""
-    pose = dict(pose_rotation=90, pose_scale=1.5, pose_shift=0.2)
-    posed = AutoEncoder(tiny_config.replace(posed_bypass=True, **pose))
-    posed.build_all()
-    ae_lib.copy_weights(ae, posed)
-    canonical_bypass = AutoEncoder(tiny_config.replace(**pose))
-    canonical_bypass.build_all()
-    ae_lib.copy_weights(ae, canonical_bypass)
+    posed = _copy_of(ae, tiny_config.replace(posed_bypass=True, **_POSE))
+    canonical_bypass = _copy_of(ae, tiny_config.replace(**_POSE))
     child = tf.range(4, dtype=tf.int32)
-    z = tf.concat([tf.fill((4, 4), 0.8), tf.zeros((4, tiny_config.z_dim - 4))], axis=1)
+    z = _posing_z(tiny_config)
     _, v_p, _ = posed.embed(*posed.one_hots(child))
     canonical = posed.foreground_pre([v_p, z])
     size = canonical.shape[1]
     assert size == tiny_config.image_size // tiny_config.bypass_divisor
-    expected = generators.apply_pose(canonical, generators.pose_transforms(
-        z, size, 90.0, 1.5, 0.2))
     out = posed.generate(child, z)
-    np.testing.assert_allclose(np.asarray(out["pre_foreground"]), np.asarray(expected),
-                               atol=1e-6)
+    np.testing.assert_allclose(np.asarray(out["pre_foreground"]),
+                               np.asarray(_posed(canonical, z)), atol=1e-6)
     assert float(tf.reduce_max(tf.abs(out["pre_foreground"] - canonical))) > 0.05
     for model in (ae, canonical_bypass):  # no pose, or the default: A_fg as drawn
         np.testing.assert_allclose(np.asarray(model.generate(child, z)["pre_foreground"]),
@@ -338,13 +354,10 @@ def test_pose_in_pre_image_makes_generation_draw_what_reconstruction_draws(ae, t
     draws from the same codes with mixup 3 at A_fg (beta3 = 0); with the pose on the drawn
     layer (the default) the two differ, even with the posed A_fg in mixup 3. Either way Eq.
     13's target is the posed A_fg."""
-    cfg = tiny_config.replace(pose_rotation=90, pose_scale=1.5, pose_shift=0.2,
-                              pose_in_pre_image=in_pre_image, posed_bypass=not in_pre_image)
-    posed = AutoEncoder(cfg)
-    posed.build_all()
-    ae_lib.copy_weights(ae, posed)
+    posed = _copy_of(ae, tiny_config.replace(
+        pose_in_pre_image=in_pre_image, posed_bypass=not in_pre_image, **_POSE))
     child = tf.range(4, dtype=tf.int32)
-    z = tf.concat([tf.fill((4, 4), 0.8), tf.zeros((4, tiny_config.z_dim - 4))], axis=1)
+    z = _posing_z(tiny_config)
     _, v_p, v_c = posed.embed(*posed.one_hots(child))
     canonical = posed.foreground_pre([v_p, z])
     bypass = tf.random.normal(canonical.shape)
@@ -356,11 +369,8 @@ def test_pose_in_pre_image_makes_generation_draw_what_reconstruction_draws(ae, t
         np.testing.assert_allclose(np.asarray(out["foreground"]), np.asarray(fg_rec), atol=1e-5)
     else:
         assert gap > 0.05
-    size = canonical.shape[1]
-    np.testing.assert_allclose(
-        np.asarray(out["pre_foreground"]),
-        np.asarray(generators.apply_pose(canonical, generators.pose_transforms(
-            z, size, 90.0, 1.5, 0.2))), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(out["pre_foreground"]),
+                               np.asarray(_posed(canonical, z)), atol=1e-6)
 
 
 @pytest.mark.parametrize("field", ["pose_in_pre_image", "posed_bypass"])
