@@ -111,6 +111,8 @@ GROUPS: dict[str, dict[str, str]] = {
                                 "generated masks (0 = off)",
         "fake_mask_weight": "weight of the mask term of Eq. 16 on generated images "
                             "(1 = the paper)",
+        "mask_divisor": "mask logits averaged over cells of this many pixels, then resized "
+                        "back (1 = the paper)",
     },
     "execution": {
         "strategy": "tf.distribute strategy",

@@ -140,6 +140,11 @@ class Config:
     # where the reconstruction path is told the true mask). 1 = the paper (an equal part of
     # L_REC with the image and background terms).
     fake_mask_weight: float = 1.0
+    # Not in the paper: G_fg2's mask logits are averaged over mask_divisor x mask_divisor pixel
+    # cells and resized back bilinearly before the sigmoid (generation and reconstruction alike),
+    # so no mask has a part finer than about mask_divisor pixels: no thin streaks, no mask that
+    # copies an object's texture dots. 1 = the paper (a mask logit per pixel).
+    mask_divisor: int = 1
 
     # Execution.
     strategy: str = "default"
@@ -201,6 +206,10 @@ class Config:
             fail("bypass_divisor", "must be a power of two")
         if self.bypass_size < 4:
             fail("bypass_divisor", f"pre-image resolution image_size/{self.bypass_divisor} < 4")
+        if self.mask_divisor < 1 or self.mask_divisor & (self.mask_divisor - 1):
+            fail("mask_divisor", "must be a power of two")
+        if size // self.mask_divisor < 4:
+            fail("mask_divisor", f"mask logit grid image_size/{self.mask_divisor} < 4")
         if self.num_parents < 1:
             fail("num_parents", "must be >= 1")
         if self.num_children < 1:

@@ -100,6 +100,8 @@ def test_preset_overrides_apply():
         ({"batch_size": 0}, "--batch_size"),
         ({"bypass_divisor": 3}, "--bypass_divisor"),
         ({"bypass_divisor": 16}, "--bypass_divisor"),  # 32 / 16 = 2 < 4
+        ({"mask_divisor": 3}, "--mask_divisor"),
+        ({"mask_divisor": 16}, "--mask_divisor"),  # a 2 x 2 grid of mask logits at 32 px
         ({"ema_decay": 1.0}, "--ema_decay"),
         ({"learning_rate": 0.0}, "--learning_rate"),
         ({"mask_area_min": 0.9, "mask_area_max": 0.1}, "--mask_area_min"),

@@ -86,7 +86,8 @@ class AutoEncoder(keras.Model):
         self.background_generator = BackgroundGenerator(gf, bypass, size, norm, name="G_bg1")
         self.foreground_pre = PreImageGenerator(gf, bypass, norm, name="G_fg0")
         self.shape_generator = ShapeGenerator(gf, bypass, size, norm, name="G_fg1")
-        self.appearance_generator = AppearanceGenerator(gf, size, norm, name="G_fg2")
+        self.appearance_generator = AppearanceGenerator(
+            gf, size, norm, mask_divisor=cfg.mask_divisor, name="G_fg2")
         self.shape_encoder = ShapeEncoder(cfg.ef_dim, gf, size, bypass, cfg.num_parents,
                                           cfg.code_dim, cfg.z_dim, name="E_p")
         self.style_encoder = StyleEncoder(cfg.ef_dim, gf, size, bypass, cfg.num_children,

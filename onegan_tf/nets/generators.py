@@ -137,13 +137,15 @@ class AppearanceGenerator(keras.Model):
     """G_fg2 (FineGAN child stage): (shape features, v_c) -> (I_fg [-1, 1], I_m [0, 1]) (Eq. 4).
 
     Tile v_c, joint conv, two residual blocks, then an RGB head (tanh) and a mask head (sigmoid).
+    With mask_divisor > 1 the mask head's logits are coarsened (`coarse_logits`) before the
+    sigmoid: no part of the mask is finer than about mask_divisor pixels.
     """
 
     def __init__(self, gf_dim: int, image_size: int, norm: str = "glu_layernorm",
-                 num_residual: int = 2, **kwargs):
+                 num_residual: int = 2, mask_divisor: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.gf_dim, self.image_size, self.norm_kind = gf_dim, image_size, norm
-        self.num_residual = num_residual
+        self.num_residual, self.mask_divisor = num_residual, mask_divisor
         self.joint = ConvGLU(generator_width(gf_dim, image_size), norm, name="joint")
         self.residual = [ResBlock(norm, name=f"res{i}") for i in range(num_residual)]
         self.to_rgb = keras.layers.Conv2D(3, 3, padding="same", name="to_rgb")
@@ -162,12 +164,24 @@ class AppearanceGenerator(keras.Model):
         for block in self.residual:
             x = block(x, training=training)
         foreground = ops.cast(ops.tanh(self.to_rgb(x)), "float32")
-        mask = ops.sigmoid(ops.cast(self.to_mask(x), "float32"))
-        return foreground, mask
+        logits = ops.cast(self.to_mask(x), "float32")
+        if self.mask_divisor > 1:
+            logits = coarse_logits(logits, self.mask_divisor)
+        return foreground, ops.sigmoid(logits)
 
     def get_config(self):
         return {**super().get_config(), "gf_dim": self.gf_dim, "image_size": self.image_size,
-                "norm": self.norm_kind, "num_residual": self.num_residual}
+                "norm": self.norm_kind, "num_residual": self.num_residual,
+                "mask_divisor": self.mask_divisor}
+
+
+def coarse_logits(logits, divisor: int):
+    """[B, H, W, 1] mask logits averaged over divisor x divisor cells, then resized back to
+    H x W bilinearly: a smooth map whose outline (the 0 level) can still fall anywhere between
+    pixels, but which has no stripe or dot narrower than about `divisor` pixels."""
+    height, width = logits.shape[1], logits.shape[2]
+    cells = ops.average_pool(logits, divisor, strides=divisor, padding="valid")
+    return ops.image.resize(cells, (height, width), interpolation="bilinear")
 
 
 def pose_transforms(z, image_size: int, rotation: float, scale: float, shift: float):

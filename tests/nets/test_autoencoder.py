@@ -379,3 +379,18 @@ def test_posed_pre_image_options_need_a_pose(tiny_config, field):
         tiny_config.replace(**{field: True})
     assert tiny_config.replace(pose_shift=0.1, **{field: True}).bypass_is_posed
     assert not tiny_config.replace(pose_shift=0.1).bypass_is_posed
+
+
+def test_mask_divisor_coarsens_generated_and_reconstructed_masks(ae, tiny_config):
+    coarse = _copy_of(ae, tiny_config.replace(mask_divisor=4))  # only G_fg2's coarsening differs
+    child, z = tf.constant([0, 1], tf.int32), tf.random.stateless_normal((2, tiny_config.z_dim),
+                                                                          (5, 6))
+    gen, fine = coarse.generate(child, z), ae.generate(child, z)
+    pairs = [(gen["mask"], fine["mask"]),
+             (coarse.reconstruct(fine["image"])["mask"], ae.reconstruct(fine["image"])["mask"])]
+    logit = lambda m: np.log(np.asarray(m) / (1 - np.asarray(m)))  # noqa: E731
+    for mask, per_pixel in pairs:
+        np.testing.assert_allclose(
+            logit(mask), np.asarray(generators.coarse_logits(tf.constant(logit(per_pixel)), 4)),
+            atol=1e-3)
+        assert not np.allclose(np.asarray(mask), np.asarray(per_pixel), atol=1e-3)

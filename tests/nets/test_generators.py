@@ -106,3 +106,50 @@ def test_pose_warp_compiles_with_xla():
     compiled = tf.function(generators.apply_pose, jit_compile=True)
     np.testing.assert_allclose(np.asarray(compiled(images, transforms)),
                                np.asarray(generators.apply_pose(images, transforms)), atol=1e-5)
+
+
+def _largest_step(maps):
+    """The largest difference between horizontally or vertically adjacent pixels."""
+    maps = np.asarray(maps)
+    return max(np.abs(np.diff(maps, axis=1)).max(), np.abs(np.diff(maps, axis=2)).max())
+
+
+def test_coarse_logits_keep_the_outline_and_drop_fine_parts():
+    # Stripes one or two pixels wide (the streaks of a failed Phase I) average away.
+    stripes = np.where(np.arange(16) % 4 < 2, 5.0, -5.0)
+    for pattern in (np.tile(stripes, (16, 1)), np.tile(stripes[:, None], (1, 16))):
+        coarse = generators.coarse_logits(tf.constant(pattern[None, :, :, None], tf.float32), 4)
+        np.testing.assert_allclose(np.asarray(coarse), 0.0, atol=1e-5)
+    # A solid object (a disc covering a quarter of a 32 px image) keeps its place and size.
+    yy, xx = np.mgrid[:32, :32]
+    disc = np.where((yy - 13.5) ** 2 + (xx - 17.5) ** 2 < 81, 4.0, -4.0)
+    coarse = np.asarray(generators.coarse_logits(tf.constant(disc[None, :, :, None],
+                                                             tf.float32), 4))[0, :, :, 0]
+    inside, truth = coarse > 0, disc > 0
+    assert (inside & truth).sum() / (inside | truth).sum() > 0.9
+    # Bilinear between cell means: neighbours differ by at most a cell step over the divisor.
+    logits = tf.constant(np.random.default_rng(5).normal(0, 3, (2, 16, 16, 1)), tf.float32)
+    cells = np.asarray(tf.nn.avg_pool2d(logits, 4, 4, "VALID"))
+    assert _largest_step(generators.coarse_logits(logits, 4)) <= _largest_step(cells) / 4 + 1e-5
+
+
+def test_coarse_masks_in_the_appearance_generator():
+    features = tf.constant(np.random.default_rng(6).normal(0, 1, (B, 32, 32, 8)), tf.float32)
+    code = tf.ones((B, 4))
+    fine = generators.AppearanceGenerator(8, 32, name="fine")
+    coarse = generators.AppearanceGenerator(8, 32, mask_divisor=4, name="coarse")
+    fine([features, code]), coarse([features, code])
+    coarse.set_weights(fine.get_weights())  # same weights: only the coarsening differs
+    with tf.GradientTape() as tape:
+        _, mask = coarse([features, code])
+        loss = tf.reduce_sum(mask)
+    _, fine_mask = fine([features, code])
+    logit = lambda m: np.log(np.asarray(m) / (1 - np.asarray(m)))  # noqa: E731
+    assert _largest_step(logit(mask)) < 0.5 * _largest_step(logit(fine_mask))
+    np.testing.assert_allclose(  # the per-pixel logits, coarsened
+        logit(mask), np.asarray(generators.coarse_logits(tf.constant(logit(fine_mask)), 4)),
+        atol=1e-3)
+    grad = tape.gradient(loss, coarse.to_mask.kernel)
+    assert grad is not None and float(tf.reduce_sum(tf.abs(grad))) > 0
+    assert coarse.get_config()["mask_divisor"] == 4
+    assert generators.AppearanceGenerator.from_config(coarse.get_config()).mask_divisor == 4
