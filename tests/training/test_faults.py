@@ -26,7 +26,7 @@ from onegan_tf.serving import (
 )
 from onegan_tf.training import loop, rundir
 
-KILL_TRIALS = 10
+KILL_TRIALS = 6
 STEPS = 8  # inside Phase I of the tiny preset (phase1_steps=10)
 TRAIN_FLAGS = ["--flagfile=flags/tiny.flags", f"--total_steps={STEPS}", "--checkpoint_every=1",
                "--log_every=1", "--sample_every=3", "--eval_every=1000"]
