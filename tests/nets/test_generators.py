@@ -4,6 +4,7 @@ configs."""
 import keras
 import numpy as np
 import tensorflow as tf
+from scipy.special import logit
 
 from onegan_tf.nets import generators
 
@@ -144,7 +145,6 @@ def test_coarse_masks_in_the_appearance_generator():
         _, mask = coarse([features, code])
         loss = tf.reduce_sum(mask)
     _, fine_mask = fine([features, code])
-    logit = lambda m: np.log(np.asarray(m) / (1 - np.asarray(m)))  # noqa: E731
     assert _largest_step(logit(mask)) < 0.5 * _largest_step(logit(fine_mask))
     np.testing.assert_allclose(  # the per-pixel logits, coarsened
         logit(mask), np.asarray(generators.coarse_logits(tf.constant(logit(fine_mask)), 4)),
