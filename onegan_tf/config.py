@@ -291,17 +291,20 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The harder built-in data (onegan_tf/data/clutter.py), otherwise as `shapes`. 64 px: at
     # 32 px the notches and arms of small objects, the object textures and the background's
     # finer octaves blur into a few pixels. Its objects cover 6-30% of the image (area prior
-    # [0.1, 0.5]: the floor pushes the smallest sixth of them a little larger, and without it
-    # the generator draws streaks); they lie at any rotation and position, over a wider range
-    # of sizes than shapes'.
+    # [0.1, 0.3]: the floor pushes the smallest sixth of them a little larger, and without it
+    # the generator draws streaks; the cap is the largest object's area); they lie at any
+    # rotation and position, over a wider range of sizes than shapes'. The mask term of
+    # Eq. 16 at ten times its weight teaches the reconstruction path to read the generated
+    # masks; with the cap it keeps generated and predicted objects at the data's size.
     # The generator must not pass translucent fills and thin streaks (the scenes' own distractor
     # lines) for objects: a mask prior three times the paper's weight (binarisation) with a
     # floor of 0.1, the floor also on the masks predicted for real images (no empty-mask
     # reconstruction), D_c judging the foreground layer moved by up to 1/8 of the side, a four
     # times faster D, and E_p's parent head agreeing with E_c's on real images. The schedule
     # fits 45 minutes on 2 CPU cores (docs/results.md, "`clutter`: the preset").
-    "clutter": dict(dataset="clutter", image_size=64, mask_area_min=0.1, mask_area_max=0.5,
-                    rm_weight=6.0, real_mask_prior_weight=2.0, fg_shift=0.125,
+    "clutter": dict(dataset="clutter", image_size=64, mask_area_min=0.1, mask_area_max=0.3,
+                    fake_mask_weight=10.0, rm_weight=6.0, real_mask_prior_weight=2.0,
+                    fg_shift=0.125,
                     d_learning_rate=8e-4, parent_agreement_weight=1.0,
                     pose_rotation=180.0, pose_scale=1.5, pose_shift=0.25,
                     total_steps=2100, phase1_steps=800, fake_recon_start=800,

@@ -201,6 +201,15 @@ def test_trivial_baselines_stay_low(held_out):
     assert metrics.iou(np.ones_like(held_out["mask"]), held_out["mask"]) < 0.25
 
 
+def test_preset_area_prior_caps_at_the_largest_object(held_out):
+    """The preset's L_RM cap (generated and predicted masks) is the data's largest object: no
+    held-out object may be cut by it, and it must be well under the inverted solution's area."""
+    config = config_lib.preset("clutter")
+    areas = held_out["mask"].mean(axis=(1, 2, 3))
+    assert areas.max() <= config.mask_area_max < 0.5
+    assert config.mask_area_min < np.median(areas)
+
+
 def test_wired_as_a_dataset_and_preset(held_out, repo_root: Path):
     config = config_lib.preset("clutter")
     assert (config.dataset, config.image_size) == ("clutter", 64)
