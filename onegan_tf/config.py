@@ -304,8 +304,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # fits 45 minutes on 2 CPU cores (docs/results.md, "`clutter`: the preset").
     "clutter": dict(dataset="clutter", image_size=64, mask_area_min=0.1, mask_area_max=0.3,
                     fake_mask_weight=10.0, rm_weight=6.0, real_mask_prior_weight=2.0,
-                    fg_shift=0.125,
-                    d_learning_rate=8e-4, parent_agreement_weight=1.0,
+                    fg_shift=0.125, d_learning_rate=8e-4, parent_agreement_weight=1.0,
                     pose_rotation=180.0, pose_scale=1.5, pose_shift=0.25,
                     total_steps=2100, phase1_steps=800, fake_recon_start=800,
                     real_recon_start=1100),

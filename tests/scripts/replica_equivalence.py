@@ -23,7 +23,7 @@ from onegan_tf.training import loop  # noqa: E402
 # earlier ones moved. At 0.5 the updates reached the hundreds and erased the bias gaps set below
 # before the real path's argmax read them; 1 and 2 replicas then differed by tens (once in about
 # ten CI runs). At 1e-2 the largest update is ~0.03 and the two runs differ by float rounding.
-LEARNING_RATE = float(sys.argv[2]) if len(sys.argv) > 2 else 1e-2
+LEARNING_RATE = 1e-2
 
 
 def prepare(model, strategy):

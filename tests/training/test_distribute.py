@@ -21,9 +21,9 @@ def test_one_and_two_replicas_give_the_same_updated_weights(repo_root, subproces
     assert report["replicas"] == 2
     assert report["step_one"] == report["step_two"] == 1
     # Both runs moved the weights, by the same amount (SGD: any loss-scale error would show
-    # as a factor on every update; float rounding alone leaves a few 1e-6 of it).
+    # as a factor on every update; float rounding alone leaves about 4e-6 of it).
     assert report["max_update"] > 1e-3
-    assert report["max_weight_diff"] < 1e-3 * report["max_update"]
+    assert report["max_weight_diff"] < 1e-4 * report["max_update"]
     assert abs(report["loss_one"] - report["loss_two"]) < 1e-4 * abs(report["loss_one"])
 
 
