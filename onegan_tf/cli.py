@@ -38,6 +38,8 @@ GROUPS: dict[str, dict[str, str]] = {
     },
     "networks": {
         "gf_dim": "generator width, even; 16*gf_dim channels at 4x4",
+        "fg_gf_dim": "width of the object generators G_fg1 and G_fg2 alone, even "
+                     "(0 = --gf_dim, the paper)",
         "df_dim": "discriminator width",
         "ef_dim": "encoder width",
         "z_dim": "d_z, the noise size",

@@ -42,6 +42,9 @@ class Config:
 
     # Network sizes (FineGAN: ngf = ndf = 64 at 128 px).
     gf_dim: int = 8  # generator width; 16*gf_dim channels at 4x4
+    # Not in the paper: the width of the object generators G_fg1 and G_fg2 alone, which draw
+    # (and in reconstruction decode) the object and its mask; 0 = gf_dim, the paper.
+    fg_gf_dim: int = 0
     df_dim: int = 16  # discriminator width
     ef_dim: int = 16  # encoder width
     z_dim: int = 32  # d_z
@@ -221,6 +224,8 @@ class Config:
                 fail(field, "must be positive")
         if self.gf_dim % 2:
             fail("gf_dim", "must be even (the full-resolution width is gf_dim/2 at 128 px)")
+        if self.fg_gf_dim < 0 or self.fg_gf_dim % 2:
+            fail("fg_gf_dim", "must be even and >= 0 (0: --gf_dim)")
         for field in ("total_steps", "phase1_steps", "fake_recon_start", "real_recon_start"):
             if getattr(self, field) < 0:
                 fail(field, "must not be negative")

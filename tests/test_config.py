@@ -97,6 +97,8 @@ def test_preset_overrides_apply():
         ({"strategy": "tpu"}, "--strategy"),
         ({"mixed_precision": "float64"}, "--mixed_precision"),
         ({"gf_dim": 5}, "--gf_dim"),
+        ({"fg_gf_dim": 3}, "--fg_gf_dim"),
+        ({"fg_gf_dim": -2}, "--fg_gf_dim"),
         ({"batch_size": 0}, "--batch_size"),
         ({"bypass_divisor": 3}, "--bypass_divisor"),
         ({"bypass_divisor": 16}, "--bypass_divisor"),  # 32 / 16 = 2 < 4

@@ -85,9 +85,10 @@ class AutoEncoder(keras.Model):
         self.background_pre = PreImageGenerator(gf, bypass, norm, name="G_bg0")
         self.background_generator = BackgroundGenerator(gf, bypass, size, norm, name="G_bg1")
         self.foreground_pre = PreImageGenerator(gf, bypass, norm, name="G_fg0")
-        self.shape_generator = ShapeGenerator(gf, bypass, size, norm, name="G_fg1")
+        fg = cfg.fg_gf_dim or gf
+        self.shape_generator = ShapeGenerator(fg, bypass, size, norm, name="G_fg1")
         self.appearance_generator = AppearanceGenerator(
-            gf, size, norm, mask_divisor=cfg.mask_divisor, name="G_fg2")
+            fg, size, norm, mask_divisor=cfg.mask_divisor, name="G_fg2")
         self.shape_encoder = ShapeEncoder(cfg.ef_dim, gf, size, bypass, cfg.num_parents,
                                           cfg.code_dim, cfg.z_dim, name="E_p")
         self.style_encoder = StyleEncoder(cfg.ef_dim, gf, size, bypass, cfg.num_children,

@@ -394,3 +394,25 @@ def test_mask_divisor_coarsens_generated_and_reconstructed_masks(ae, tiny_config
             logit(mask), np.asarray(generators.coarse_logits(tf.constant(logit(per_pixel)), 4)),
             atol=1e-3)
         assert not np.allclose(np.asarray(mask), np.asarray(per_pixel), atol=1e-3)
+
+
+def test_fg_gf_dim_widens_the_object_generators_only(ae, tiny_config):
+    wide_config = tiny_config.replace(fg_gf_dim=2 * tiny_config.gf_dim)
+    wide = AutoEncoder(wide_config)
+    wide.build_all()
+    widened = {"G_fg1", "G_fg2"}
+    for name, network in ae.networks().items():
+        if name in widened:
+            assert wide.networks()[name].count_params() > network.count_params(), name
+        else:
+            assert wide.networks()[name].count_params() == network.count_params(), name
+    size = tiny_config.image_size
+    pre = tf.zeros((1, tiny_config.bypass_size, tiny_config.bypass_size,
+                    generators.generator_width(tiny_config.gf_dim, tiny_config.bypass_size)))
+    parent = tf.zeros((1, tiny_config.code_dim))
+    assert wide.shape_generator((pre, parent)).shape[-1] == generators.generator_width(
+        wide_config.fg_gf_dim, size) == 2 * ae.shape_generator((pre, parent)).shape[-1]
+    child, z = tf.constant([0, 1], tf.int32), tf.zeros((2, tiny_config.z_dim))
+    out = wide.generate(child, z)
+    assert out["image"].shape == (2, size, size, 3) and out["mask"].shape == (2, size, size, 1)
+    assert wide.reconstruct(out["image"])["image"].shape == (2, size, size, 3)
