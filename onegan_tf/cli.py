@@ -111,6 +111,8 @@ GROUPS: dict[str, dict[str, str]] = {
                                    "(0 = off)",
         "mask_boundary_weight": "weight of the boundary length (total variation) of the "
                                 "generated masks (0 = off)",
+        "real_mask_edge_weight": "weight of the edge-aware boundary length of the masks "
+                                 "predicted for real images (0 = off)",
         "fake_mask_weight": "weight of the mask term of Eq. 16 on generated images "
                             "(1 = the paper)",
         "mask_divisor": "mask logits averaged over cells of this many pixels, then resized "

@@ -139,6 +139,11 @@ class Config:
     # prefers the compact one: a bundle of thin streaks, speckle or a ragged fringe costs three
     # to four times a solid object's outline. 0 = off.
     mask_boundary_weight: float = 0.0
+    # Not in the paper: weight of the edge-aware boundary length of the masks predicted for
+    # REAL images (losses.edge_aware_boundary_length): a mask edge costs little where the
+    # image has an edge and fully where it is flat, so the outline is pulled onto the object's
+    # edges. Nothing else in the reconstruction of a real image asks for a sharp outline. 0 = off.
+    real_mask_edge_weight: float = 0.0
     # Weight of the mask term of Eq. 16 on generated images (|I_m - I_m-hat|, the one place
     # where the reconstruction path is told the true mask). 1 = the paper (an equal part of
     # L_REC with the image and background terms).
@@ -243,7 +248,7 @@ class Config:
         for field in ("bg_adv_weight", "rv_weight", "rm_weight", "mode_seeking_weight",
                       "mask_parent_info_weight", "mask_adversarial_weight",
                       "real_mask_prior_weight", "parent_agreement_weight",
-                      "mask_boundary_weight", "fake_mask_weight"):
+                      "mask_boundary_weight", "real_mask_edge_weight", "fake_mask_weight"):
             if getattr(self, field) < 0:
                 fail(field, "must be >= 0")
         if not 0.0 <= self.pose_rotation <= 180.0:

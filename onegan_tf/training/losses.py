@@ -95,6 +95,32 @@ def mask_boundary_length(mask):
     return ops.mean(tf.image.total_variation(mask)) / ops.cast(ops.shape(mask)[1], "float32")
 
 
+EDGE_SHARPNESS = 10.0  # 1 / the image step (mean |channel difference|, [-1, 1]) that is an edge
+
+
+def edge_aware_boundary_length(mask, images):
+    """`mask_boundary_length` with each neighbour difference of the mask weighted by
+    exp(-EDGE_SHARPNESS * |image step|), the mean absolute difference of the same two pixels
+    over the channels (images in [-1, 1]).
+
+    In a flat image region a mask edge costs what it costs in `mask_boundary_length` (4 sqrt(a)
+    for a solid square); across a step of 0.3 between object and background it costs 5% of
+    that; across texture of 0.05-0.1 per pixel, 40-60%. So of two masks of one image the term
+    prefers the one whose outline runs along the image's edges: it pulls a rounded outline
+    onto the object's corners and arms, and does not care how long that outline is."""
+    mask, images = _f32(mask), _f32(images)
+
+    def weighted_steps(x_next, x, m_next, m):
+        image_step = ops.mean(ops.abs(x_next - x), axis=-1, keepdims=True)
+        return ops.sum(ops.abs(m_next - m) * ops.exp(-EDGE_SHARPNESS * image_step),
+                       axis=(1, 2, 3))
+
+    length = (weighted_steps(images[:, 1:], images[:, :-1], mask[:, 1:], mask[:, :-1])
+              + weighted_steps(images[:, :, 1:], images[:, :, :-1], mask[:, :, 1:],
+                               mask[:, :, :-1]))
+    return ops.mean(length) / ops.cast(ops.shape(mask)[1], "float32")
+
+
 def perceptual_loss(features_a, features_b):
     """Squared L2 between hidden discriminator features (Eq. 17), averaged."""
     return ops.mean(ops.square(_f32(features_a) - _f32(features_b)))

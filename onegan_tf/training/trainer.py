@@ -344,7 +344,8 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
         """Eq. 15-17 (+ adversarial terms against this path's D clones) for `recon`, the
         reconstruction of `images`. targets: for fake images, dict(v_p, v_c, background, mask)
         from the generation path; None for real images, which also get L_RM on their predicted
-        masks when `real_mask_prior_weight` > 0, and E_p's parent head trained towards the
+        masks when `real_mask_prior_weight` > 0, their edge-aware boundary length when
+        `real_mask_edge_weight` > 0, and E_p's parent head trained towards the
         code-tree parent of E_c's child when `parent_agreement_weight` > 0."""
         cfg, sg, enc = self.config, ops.stop_gradient, recon["encoded"]
         terms, bg_out, c_out = self.adversarial_losses(path, recon["image"],
@@ -370,6 +371,8 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
         if not targets and cfg.real_mask_prior_weight > 0:
             terms["R_M"] = losses.mask_regularizer(recon["mask"], cfg.mask_area_min,
                                                    cfg.mask_area_max)
+        if not targets and cfg.real_mask_edge_weight > 0:
+            terms["EDGE_M"] = losses.edge_aware_boundary_length(recon["mask"], images)
         if not targets and cfg.parent_agreement_weight > 0:
             tree_parent = tree_parent_probabilities(
                 ops.softmax(ops.cast(enc["child_logits"], "float32"), axis=-1), cfg.num_parents)
@@ -378,6 +381,8 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
                           + (terms["VAE"] if cfg.use_vae_loss else 0.0)
                           + (terms["PER"] if cfg.use_per_loss else 0.0)
                           + (cfg.real_mask_prior_weight * terms["R_M"] if "R_M" in terms
+                             else 0.0)
+                          + (cfg.real_mask_edge_weight * terms["EDGE_M"] if "EDGE_M" in terms
                              else 0.0)
                           + (cfg.parent_agreement_weight * terms["CE_tree"]
                              if "CE_tree" in terms else 0.0))

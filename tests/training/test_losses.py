@@ -205,6 +205,31 @@ def test_mask_boundary_length():
     assert _value(losses.mask_boundary_length(noisy)) == pytest.approx(expected, rel=1e-5)
 
 
+def test_edge_aware_boundary_length():
+    # A 4x4 square on a flat image costs its plain boundary length (2.0, as above).
+    square = np.zeros((1, 8, 8, 1), np.float32)
+    square[0, 2:6, 2:6] = 1.0
+    flat_image = np.full((1, 8, 8, 3), 0.3, np.float32)
+    assert _value(losses.edge_aware_boundary_length(square, flat_image)) == pytest.approx(2.0)
+    # The same square drawn in the image with a step of 0.6: the outline lies on the image's
+    # edge, so each of its 16 jumps costs exp(-6); the mask of a square shifted by one pixel
+    # crosses flat image for 8 of its jumps and costs more than 8 / 8 = 1.
+    drawn = np.where(square > 0, 0.6, 0.0).repeat(3, axis=-1).astype(np.float32)
+    on_edge = _value(losses.edge_aware_boundary_length(square, drawn))
+    assert on_edge == pytest.approx(16 * np.exp(-6.0) / 8, rel=1e-5)
+    shifted = np.roll(square, 1, axis=2)
+    assert _value(losses.edge_aware_boundary_length(shifted, drawn)) > 1.0 > 10 * on_edge
+    # Against numpy on random masks and images (channel-averaged steps), batch-averaged.
+    mask = RNG.uniform(0.0, 1.0, (2, 6, 6, 1)).astype(np.float32)
+    image = RNG.uniform(-1.0, 1.0, (2, 6, 6, 3)).astype(np.float32)
+    expected = sum(
+        (np.abs(np.diff(mask, axis=a)) * np.exp(-losses.EDGE_SHARPNESS * np.abs(
+            np.diff(image, axis=a)).mean(axis=-1, keepdims=True))).sum(axis=(1, 2, 3))
+        for a in (1, 2)).mean() / 6
+    assert _value(losses.edge_aware_boundary_length(mask, image)) == pytest.approx(
+        expected, rel=1e-5)
+
+
 def test_perceptual_loss():
     a = RNG.standard_normal((2, 3, 3, 4)).astype(np.float32)
     b = RNG.standard_normal((2, 3, 3, 4)).astype(np.float32)

@@ -322,6 +322,36 @@ def test_real_mask_prior_only_on_real_reconstructions_and_only_when_on(cfg):
     assert "real/R_M" not in off.reconstruction_path(REAL, images, off._reconstruct(images, 20))
 
 
+def test_real_mask_edge_prior_only_on_real_reconstructions_and_only_when_on(cfg):
+    """--real_mask_edge_weight adds the edge-aware boundary length of the predicted real masks
+    against the real images to the real path's total; its gradient reaches the mask head and
+    E_p; the fake path and the default (0) have no such term."""
+    images = tf.random.stateless_uniform((BATCH, 32, 32, 3), (14, 0), -1, 1)
+    keras.utils.set_random_seed(6)
+    model = loop.build_model(cfg.replace(real_mask_edge_weight=0.5))
+    ae = model.autoencoder
+    mask_head = ae.appearance_generator.to_mask.trainable_variables
+    e_p = ae.shape_encoder.trainable_variables
+    with tf.GradientTape() as tape:
+        recon = model._reconstruct(images, 20)
+        terms = model.reconstruction_path(REAL, images, recon)
+    edge = float(losses.edge_aware_boundary_length(recon["mask"], images))
+    assert edge > 0
+    assert float(terms["real/EDGE_M"]) == pytest.approx(edge, rel=1e-6)
+    rest = (terms["real/G"] + terms["real/REC"] + terms["real/VAE"] + terms["real/PER"])
+    assert float(terms["real/total"] - rest) == pytest.approx(0.5 * edge, rel=1e-3)
+    grads = [g is not None and float(tf.reduce_sum(tf.abs(g))) > 0
+             for g in tape.gradient(terms["real/EDGE_M"], mask_head + e_p)]
+    assert all(grads[:len(mask_head)]) and any(grads[len(mask_head):])
+    _, gen, targets = _generation_and_targets(model, cfg, seed=4)
+    fake = model.reconstruction_path(FAKE, gen["image"], model._reconstruct(gen["image"], 10),
+                                     targets)
+    assert "fake/EDGE_M" not in fake
+    off = loop.build_model(cfg)
+    assert "real/EDGE_M" not in off.reconstruction_path(REAL, images,
+                                                        off._reconstruct(images, 20))
+
+
 def test_parent_agreement_trains_e_p_head_towards_the_tree_parent_of_e_c_on_real_images(cfg):
     """--parent_agreement_weight adds, on real images only, the cross entropy of E_p's parent
     logits against the code-tree parent distribution of E_c's child logits; its gradient
