@@ -293,63 +293,51 @@ def test_reconstruction_gives_no_gradient_to_the_class_logits(cfg, deviation):
     assert all(reached) if deviation else not any(reached)
 
 
-def test_real_mask_prior_only_on_real_reconstructions_and_only_when_on(cfg):
-    """--real_mask_prior_weight adds L_RM of the predicted real masks to the real path's total
-    (value = losses.mask_regularizer of those masks) and its gradient reaches the mask head and
-    E_p; the fake path and the default (0) have no such term."""
-    images = tf.random.stateless_uniform((BATCH, 32, 32, 3), (13, 0), -1, 1)
-    keras.utils.set_random_seed(5)
-    model = loop.build_model(cfg.replace(real_mask_prior_weight=3.0, mask_area_min=0.6))
+def _real_mask_prior(recon, images, config):
+    return losses.mask_regularizer(recon["mask"], config.mask_area_min, config.mask_area_max)
+
+
+def _real_mask_edge(recon, images, config):
+    return losses.edge_aware_boundary_length(recon["mask"], images)
+
+
+@pytest.mark.parametrize("option, term, measure, floor, rel, seed", [
+    # The area hinge at 0.6 is active on an untrained model's masks.
+    (dict(real_mask_prior_weight=3.0, mask_area_min=0.6), "R_M", _real_mask_prior, 0.1, 1e-4, 13),
+    (dict(real_mask_edge_weight=0.5), "EDGE_M", _real_mask_edge, 0.0, 1e-3, 14),
+])
+def test_real_mask_priors_only_on_real_reconstructions_and_only_when_on(
+        cfg, option, term, measure, floor, rel, seed):
+    """--real_mask_prior_weight (L_RM of the predicted real masks) and --real_mask_edge_weight
+    (their edge-aware boundary length against the real images) each add their term, times the
+    weight, to the real path's total, and its gradient reaches the mask head and E_p; the fake
+    path and the default (0) have no such term."""
+    images = tf.random.stateless_uniform((BATCH, 32, 32, 3), (seed, 0), -1, 1)
+    keras.utils.set_random_seed(seed - 8)
+    config = cfg.replace(**option)
+    weight = next(v for k, v in option.items() if k.endswith("_weight"))
+    model = loop.build_model(config)
     ae = model.autoencoder
     mask_head = ae.appearance_generator.to_mask.trainable_variables
     e_p = ae.shape_encoder.trainable_variables
     with tf.GradientTape() as tape:
         recon = model._reconstruct(images, 20)
         terms = model.reconstruction_path(REAL, images, recon)
-    prior = float(losses.mask_regularizer(recon["mask"], 0.6, cfg.mask_area_max))
-    assert prior > 0.1  # the area hinge at 0.6 is active on an untrained model's masks
-    assert float(terms["real/R_M"]) == pytest.approx(prior, rel=1e-6)
+    value = float(measure(recon, images, config))
+    assert value > floor
+    assert float(terms[f"real/{term}"]) == pytest.approx(value, rel=1e-6)
     rest = (terms["real/G"] + terms["real/REC"] + terms["real/VAE"] + terms["real/PER"])
-    assert float(terms["real/total"] - rest) == pytest.approx(3.0 * prior, rel=1e-4)
+    assert float(terms["real/total"] - rest) == pytest.approx(weight * value, rel=rel)
     grads = [g is not None and float(tf.reduce_sum(tf.abs(g))) > 0
-             for g in tape.gradient(terms["real/R_M"], mask_head + e_p)]
+             for g in tape.gradient(terms[f"real/{term}"], mask_head + e_p)]
     assert all(grads[:len(mask_head)]) and any(grads[len(mask_head):])
-    _, gen, targets = _generation_and_targets(model, cfg, seed=4)
+    _, gen, targets = _generation_and_targets(model, config, seed=4)
     fake = model.reconstruction_path(FAKE, gen["image"], model._reconstruct(gen["image"], 10),
                                      targets)
-    assert "fake/R_M" not in fake
+    assert f"fake/{term}" not in fake
     off = loop.build_model(cfg)
-    assert "real/R_M" not in off.reconstruction_path(REAL, images, off._reconstruct(images, 20))
-
-
-def test_real_mask_edge_prior_only_on_real_reconstructions_and_only_when_on(cfg):
-    """--real_mask_edge_weight adds the edge-aware boundary length of the predicted real masks
-    against the real images to the real path's total; its gradient reaches the mask head and
-    E_p; the fake path and the default (0) have no such term."""
-    images = tf.random.stateless_uniform((BATCH, 32, 32, 3), (14, 0), -1, 1)
-    keras.utils.set_random_seed(6)
-    model = loop.build_model(cfg.replace(real_mask_edge_weight=0.5))
-    ae = model.autoencoder
-    mask_head = ae.appearance_generator.to_mask.trainable_variables
-    e_p = ae.shape_encoder.trainable_variables
-    with tf.GradientTape() as tape:
-        recon = model._reconstruct(images, 20)
-        terms = model.reconstruction_path(REAL, images, recon)
-    edge = float(losses.edge_aware_boundary_length(recon["mask"], images))
-    assert edge > 0
-    assert float(terms["real/EDGE_M"]) == pytest.approx(edge, rel=1e-6)
-    rest = (terms["real/G"] + terms["real/REC"] + terms["real/VAE"] + terms["real/PER"])
-    assert float(terms["real/total"] - rest) == pytest.approx(0.5 * edge, rel=1e-3)
-    grads = [g is not None and float(tf.reduce_sum(tf.abs(g))) > 0
-             for g in tape.gradient(terms["real/EDGE_M"], mask_head + e_p)]
-    assert all(grads[:len(mask_head)]) and any(grads[len(mask_head):])
-    _, gen, targets = _generation_and_targets(model, cfg, seed=4)
-    fake = model.reconstruction_path(FAKE, gen["image"], model._reconstruct(gen["image"], 10),
-                                     targets)
-    assert "fake/EDGE_M" not in fake
-    off = loop.build_model(cfg)
-    assert "real/EDGE_M" not in off.reconstruction_path(REAL, images,
-                                                        off._reconstruct(images, 20))
+    assert f"real/{term}" not in off.reconstruction_path(REAL, images,
+                                                         off._reconstruct(images, 20))
 
 
 def test_parent_agreement_trains_e_p_head_towards_the_tree_parent_of_e_c_on_real_images(cfg):
