@@ -115,6 +115,9 @@ GROUPS: dict[str, dict[str, str]] = {
                                  "predicted for real images (0 = off)",
         "fake_mask_weight": "weight of the mask term of Eq. 16 on generated images "
                             "(1 = the paper)",
+        "fake_contrast_pull": "fake reconstruction reads generated objects pulled towards "
+                              "the colour of the background under them by up to this "
+                              "fraction (0 = off)",
         "mask_divisor": "mask logits averaged over cells of this many pixels, then resized "
                         "back (1 = the paper)",
     },

@@ -148,6 +148,13 @@ class Config:
     # where the reconstruction path is told the true mask). 1 = the paper (an equal part of
     # L_REC with the image and background terms).
     fake_mask_weight: float = 1.0
+    # Not in the paper: fake reconstruction reads the generated image with each object's
+    # colour pulled towards the mean colour of the background under it, by a fraction drawn
+    # per example from U[0, fake_contrast_pull); its targets (the generated mask, background
+    # and codes) stay. Generated objects stand out from their backgrounds; in photographs many
+    # do not (camouflage, shade), and on such objects the predicted masks fall apart. 0 = off
+    # (the paper: fake reconstruction reads the generated image as it is).
+    fake_contrast_pull: float = 0.0
     # Not in the paper: G_fg2's mask logits are averaged over mask_divisor x mask_divisor pixel
     # cells and resized back bilinearly before the sigmoid (generation and reconstruction alike),
     # so no mask has a part finer than about mask_divisor pixels: no thin streaks, no mask that
@@ -251,6 +258,8 @@ class Config:
                       "mask_boundary_weight", "real_mask_edge_weight", "fake_mask_weight"):
             if getattr(self, field) < 0:
                 fail(field, "must be >= 0")
+        if not 0.0 <= self.fake_contrast_pull <= 1.0:
+            fail("fake_contrast_pull", "must be in [0, 1] (0 = off)")
         if not 0.0 <= self.pose_rotation <= 180.0:
             fail("pose_rotation", "must be in [0, 180] degrees")
         if self.pose_scale < 1.0:

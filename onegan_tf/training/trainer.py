@@ -288,6 +288,20 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
 
         return compose(gen["background"], move(gen["foreground"]), move(gen["mask"]))
 
+    def low_contrast_composite(self, gen, site: int):
+        """The generated image, detached, with each example's object colour pulled towards
+        the mean colour of the background under it by a fraction drawn from
+        U[0, fake_contrast_pull) (the `fake_contrast_pull` option): the input of fake
+        reconstruction, whose targets (mask, background, codes) it keeps, so the encoders also
+        learn to segment objects that hardly stand out from their surroundings."""
+        sg = ops.stop_gradient
+        background, foreground, mask = sg(gen["background"]), sg(gen["foreground"]), sg(gen["mask"])
+        batch = ops.shape(mask)[0]
+        pull = self._uniform((batch, 1, 1, 1), site, 0.0, self.config.fake_contrast_pull)
+        around = ops.sum(background * mask, axis=(1, 2), keepdims=True) / (
+            ops.sum(mask, axis=(1, 2), keepdims=True) + 1e-6)
+        return compose(background, foreground + (around - foreground) * pull, mask)
+
     def generation_path(self, gen, child, z=None, judged=None):
         """Eq. 11-14 on a generated batch `gen` (from AutoEncoder.generate) of codes `child`.
         `judged`: the image D_c sees (default gen["image"]; see `shifted_composite`).
@@ -405,7 +419,9 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
             judged = self.shifted_composite(gen, 30) if cfg.fg_shift > 0 else gen["image"]
             recons = {}
             if "fake" in self.paths:
-                recons["fake"] = (sg(gen["image"]), self._reconstruct(sg(gen["image"]), 10))
+                fake = (self.low_contrast_composite(gen, 40) if cfg.fake_contrast_pull > 0
+                        else sg(gen["image"]))
+                recons["fake"] = (fake, self._reconstruct(fake, 10))
             if "real" in self.paths:
                 recons["real"] = (real_images, self._reconstruct(real_images, 20))
 

@@ -952,6 +952,62 @@ def test_shifted_composite_moves_the_foreground_layer(cfg):
                                (mask.numpy() * 2 - 1) * np.ones((1, 1, 1, 3)), atol=1e-6)
 
 
+
+def test_low_contrast_composite_pulls_the_object_towards_the_background_under_it(cfg):
+    """--fake_contrast_pull: inside the mask the object colour moves towards the mean
+    background colour under the mask by a per-example fraction in [0, pull); outside the mask
+    the image is the background; the result is detached."""
+    pull = 0.8
+    model = loop.build_model(cfg.replace(fake_contrast_pull=pull))
+    _at_step(model, 3)
+    size = cfg.image_size
+    ramp = np.linspace(-1.0, 0.5, size, dtype=np.float32)[None, None, :, None]
+    background = tf.constant(np.broadcast_to(ramp, (BATCH, size, size, 3)))
+    mask = np.zeros((BATCH, size, size, 1), np.float32)
+    mask[:, 8:16, 4:12] = 1.0
+    foreground = tf.Variable(tf.ones((BATCH, size, size, 3)))
+    gen = {"background": background, "foreground": foreground, "mask": tf.constant(mask)}
+    with tf.GradientTape() as tape:
+        out = model.low_contrast_composite(gen, 40)
+        loss = tf.reduce_sum(out)
+    out = out.numpy()
+    around = ramp[0, 0, 4:12, 0].mean()  # the background under the square
+    inside = out[:, 8:16, 4:12, :]
+    fractions = (1.0 - inside[:, 0, 0, 0]) / (1.0 - around)  # 1 + (around - 1) * f
+    np.testing.assert_allclose(inside, (1.0 + (around - 1.0) * fractions)[:, None, None, None]
+                               * np.ones_like(inside), rtol=1e-5, atol=1e-5)
+    assert fractions.min() >= 0.0 and fractions.max() < pull
+    assert len(set(np.round(fractions, 4))) > 1  # drawn per example
+    outside = np.ones((size, size), bool)
+    outside[8:16, 4:12] = False
+    np.testing.assert_allclose(out[:, outside], background.numpy()[:, outside], atol=1e-6)
+    assert tape.gradient(loss, foreground) is None
+    _at_step(model, 4)
+    assert not np.allclose(model.low_contrast_composite(gen, 40).numpy(), out)  # per step
+
+
+@pytest.mark.parametrize("pull, calls", [(0.0, 0), (0.7, 1)])
+def test_fake_reconstruction_reads_the_low_contrast_image_only_when_on(cfg, pull, calls,
+                                                                      monkeypatch):
+    """The fake path's input is `low_contrast_composite` of the generated batch when the option
+    is on and the generated image itself when off (the paper)."""
+    keras.utils.set_random_seed(3)
+    model = loop.build_model(cfg.replace(fake_contrast_pull=pull))
+    seen = []
+    real = model.low_contrast_composite
+
+    def recording(gen, site):
+        seen.append(site)
+        return real(gen, site)
+
+    monkeypatch.setattr(model, "low_contrast_composite", recording)
+    model.set_paths(("generation", "fake"))
+    history = model.fit(data.training_dataset(cfg, start_step=1), steps_per_epoch=1, epochs=1,
+                        verbose=0)
+    assert len(seen) == calls
+    assert np.isfinite(history.history["fake/total"][-1])
+
+
 # --- paper size -----------------------------------------------------------------------------
 def test_paper_size_build_and_parameter_counts():
     """Build (no training) of the CUB configuration: 128 px, gf = df = 64, 200/20 classes."""
