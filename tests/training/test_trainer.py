@@ -952,7 +952,6 @@ def test_shifted_composite_moves_the_foreground_layer(cfg):
                                (mask.numpy() * 2 - 1) * np.ones((1, 1, 1, 3)), atol=1e-6)
 
 
-
 def test_low_contrast_composite_pulls_the_object_towards_the_background_under_it(cfg):
     """--fake_contrast_pull: inside the mask the object colour moves towards the mean
     background colour under the mask by a per-example fraction in [0, pull); outside the mask
