@@ -118,6 +118,9 @@ GROUPS: dict[str, dict[str, str]] = {
         "fake_contrast_pull": "fake reconstruction reads generated objects pulled towards "
                               "the colour of the background under them by up to this "
                               "fraction (0 = off)",
+        "fake_real_background": "probability that fake reconstruction reads a generated "
+                                "object over a clean real background of the batch "
+                                "(0 = off)",
         "mask_divisor": "mask logits averaged over cells of this many pixels, then resized "
                         "back (1 = the paper)",
     },

@@ -155,6 +155,14 @@ class Config:
     # do not (camouflage, shade), and on such objects the predicted masks fall apart. 0 = off
     # (the paper: fake reconstruction reads the generated image as it is).
     fake_contrast_pull: float = 0.0
+    # Not in the paper: the probability, per example, that fake reconstruction reads the
+    # generated object (foreground and mask) composited over a clean REAL background of the
+    # batch instead of its generated one; the background target is then that real background,
+    # the mask and code targets stay. Generated backgrounds are smoother and emptier than
+    # photographs; real ones carry the clutter, edges and distractors that real masks must
+    # leave out, and here the encoders see them with a mask that leaves them out. 0 = off
+    # (the paper: fake reconstruction reads the generated image as it is).
+    fake_real_background: float = 0.0
     # Not in the paper: G_fg2's mask logits are averaged over mask_divisor x mask_divisor pixel
     # cells and resized back bilinearly before the sigmoid (generation and reconstruction alike),
     # so no mask has a part finer than about mask_divisor pixels: no thin streaks, no mask that
@@ -260,6 +268,8 @@ class Config:
                 fail(field, "must be >= 0")
         if not 0.0 <= self.fake_contrast_pull <= 1.0:
             fail("fake_contrast_pull", "must be in [0, 1] (0 = off)")
+        if not 0.0 <= self.fake_real_background <= 1.0:
+            fail("fake_real_background", "must be a probability in [0, 1] (0 = off)")
         if not 0.0 <= self.pose_rotation <= 180.0:
             fail("pose_rotation", "must be in [0, 180] degrees")
         if self.pose_scale < 1.0:

@@ -288,19 +288,40 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
 
         return compose(gen["background"], move(gen["foreground"]), move(gen["mask"]))
 
-    def low_contrast_composite(self, gen, site: int):
+    def low_contrast_composite(self, gen, site: int, background=None):
         """The generated image, detached, with each example's object colour pulled towards
         the mean colour of the background under it by a fraction drawn from
         U[0, fake_contrast_pull) (the `fake_contrast_pull` option): the input of fake
         reconstruction, whose targets (mask, background, codes) it keeps, so the encoders also
-        learn to segment objects that hardly stand out from their surroundings."""
+        learn to segment objects that hardly stand out from their surroundings.
+        `background`: the layer the object is composited over (default: the generated one)."""
         sg = ops.stop_gradient
-        background, foreground, mask = sg(gen["background"]), sg(gen["foreground"]), sg(gen["mask"])
+        foreground, mask = sg(gen["foreground"]), sg(gen["mask"])
+        background = sg(gen["background"]) if background is None else background
         batch = ops.shape(mask)[0]
         pull = self._uniform((batch, 1, 1, 1), site, 0.0, self.config.fake_contrast_pull)
         around = ops.sum(background * mask, axis=(1, 2), keepdims=True) / (
             ops.sum(mask, axis=(1, 2), keepdims=True) + 1e-6)
         return compose(background, foreground + (around - foreground) * pull, mask)
+
+    def fake_scene(self, gen, real_backgrounds):
+        """(image, background) of fake reconstruction: the image it reads and its background
+        target, both detached. The generated image and background as they are (the paper),
+        unless `fake_real_background` puts the generated object over the batch's clean real
+        background in that share of the examples, and/or `fake_contrast_pull` pulls the
+        object's colour towards the background under it (`low_contrast_composite`)."""
+        cfg, sg = self.config, ops.stop_gradient
+        background = sg(gen["background"])
+        if cfg.fake_real_background > 0:
+            batch = ops.shape(background)[0]
+            swap = self._uniform((batch, 1, 1, 1), 41) < cfg.fake_real_background
+            background = ops.where(swap, ops.cast(real_backgrounds, background.dtype),
+                                   background)
+        if cfg.fake_contrast_pull > 0:
+            return self.low_contrast_composite(gen, 40, background), background
+        if cfg.fake_real_background > 0:
+            return compose(background, sg(gen["foreground"]), sg(gen["mask"])), background
+        return sg(gen["image"]), background
 
     def generation_path(self, gen, child, z=None, judged=None):
         """Eq. 11-14 on a generated batch `gen` (from AutoEncoder.generate) of codes `child`.
@@ -419,8 +440,7 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
             judged = self.shifted_composite(gen, 30) if cfg.fg_shift > 0 else gen["image"]
             recons = {}
             if "fake" in self.paths:
-                fake = (self.low_contrast_composite(gen, 40) if cfg.fake_contrast_pull > 0
-                        else sg(gen["image"]))
+                fake, fake_background = self.fake_scene(gen, real_backgrounds)
                 recons["fake"] = (fake, self._reconstruct(fake, 10))
             if "real" in self.paths:
                 recons["real"] = (real_images, self._reconstruct(real_images, 20))
@@ -454,7 +474,7 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
             if "fake" in recons:
                 images, recon = recons["fake"]
                 targets = {"v_p": gen["v_p"], "v_c": gen["v_c"],
-                           "background": sg(gen["background"]), "mask": sg(gen["mask"])}
+                           "background": fake_background, "mask": sg(gen["mask"])}
                 terms.update(self.reconstruction_path("fake", images, recon, targets))
                 total += terms["fake/total"]
             if "real" in recons:

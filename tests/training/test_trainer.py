@@ -21,6 +21,7 @@ from onegan_tf import config as config_lib
 from onegan_tf import data
 from onegan_tf.nets import discriminators, encoders
 from onegan_tf.nets.autoencoder import tree_parent_probabilities
+from onegan_tf.nets.generators import compose
 from onegan_tf.serving import inference
 from onegan_tf.training import loop, losses
 from onegan_tf.training.trainer import OneGAN, active_paths, phase_two_start
@@ -985,19 +986,50 @@ def test_low_contrast_composite_pulls_the_object_towards_the_background_under_it
     assert not np.allclose(model.low_contrast_composite(gen, 40).numpy(), out)  # per step
 
 
-@pytest.mark.parametrize("pull, calls", [(0.0, 0), (0.7, 1)])
-def test_fake_reconstruction_reads_the_low_contrast_image_only_when_on(cfg, pull, calls,
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+def test_fake_scene_puts_the_generated_object_over_real_backgrounds_in_its_share(cfg, share):
+    """--fake_real_background: each example of fake reconstruction reads the generated object
+    (foreground, mask) over either its generated background or the batch's real one, in about
+    that share, and the background target is the one it was composited over; detached."""
+    model = loop.build_model(cfg.replace(fake_real_background=share))
+    _at_step(model, 5)
+    batch, size = 16, cfg.image_size
+    generated = tf.constant(np.full((batch, size, size, 3), -0.5, np.float32))
+    real = tf.constant(np.random.default_rng(0).uniform(-1, 1, (batch, size, size, 3))
+                       .astype(np.float32))
+    mask = np.zeros((batch, size, size, 1), np.float32)
+    mask[:, 8:16, 4:12] = 1.0
+    foreground = tf.Variable(tf.fill((batch, size, size, 3), 0.75))
+    gen = {"background": generated, "foreground": foreground, "mask": tf.constant(mask),
+           "image": compose(generated, foreground, tf.constant(mask))}
+    with tf.GradientTape() as tape:
+        image, background = model.fake_scene(gen, real)
+        loss = tf.reduce_sum(image) + tf.reduce_sum(background)
+    image, background = image.numpy(), background.numpy()
+    is_real = np.array([np.array_equal(background[b], real.numpy()[b]) for b in range(batch)])
+    is_generated = np.array([np.array_equal(background[b], generated.numpy()[b])
+                             for b in range(batch)])
+    assert np.all(is_real ^ is_generated)  # one or the other, whole
+    assert is_real.mean() == share if share in (0.0, 1.0) else 0 < is_real.sum() < batch
+    np.testing.assert_allclose(image, mask * 0.75 + (1 - mask) * background, atol=1e-6)
+    assert tape.gradient(loss, foreground) is None
+
+
+@pytest.mark.parametrize("pull, share, calls", [(0.0, 0.0, 0), (0.7, 0.0, 1), (0.0, 1.0, 0),
+                                               (0.7, 1.0, 1)])
+def test_fake_reconstruction_reads_the_low_contrast_image_only_when_on(cfg, pull, share, calls,
                                                                       monkeypatch):
     """The fake path's input is `low_contrast_composite` of the generated batch when the option
-    is on and the generated image itself when off (the paper)."""
+    is on and the generated image itself when off (the paper), with or without real
+    backgrounds (`fake_real_background`); a real step trains with either."""
     keras.utils.set_random_seed(3)
-    model = loop.build_model(cfg.replace(fake_contrast_pull=pull))
+    model = loop.build_model(cfg.replace(fake_contrast_pull=pull, fake_real_background=share))
     seen = []
     real = model.low_contrast_composite
 
-    def recording(gen, site):
+    def recording(gen, site, background=None):
         seen.append(site)
-        return real(gen, site)
+        return real(gen, site, background)
 
     monkeypatch.setattr(model, "low_contrast_composite", recording)
     model.set_paths(("generation", "fake"))
