@@ -378,7 +378,8 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
     def reconstruction_path(self, path, images, recon, targets=None):
         """Eq. 15-17 (+ adversarial terms against this path's D clones) for `recon`, the
         reconstruction of `images`. targets: for fake images, dict(v_p, v_c, background, mask)
-        from the generation path; None for real images, which also get L_RM on their predicted
+        from the generation path (the background is the one `fake_scene` composited the object
+        over); None for real images, which also get L_RM on their predicted
         masks when `real_mask_prior_weight` > 0, their edge-aware boundary length when
         `real_mask_edge_weight` > 0, and E_p's parent head trained towards the
         code-tree parent of E_c's child when `parent_agreement_weight` > 0."""

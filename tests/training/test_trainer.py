@@ -1030,12 +1030,29 @@ def test_fake_reconstruction_reads_the_low_contrast_image_only_when_on(cfg, pull
         seen.append(site)
         return real(gen, site, background)
 
+    scenes, targets = [], []
+    real_scene, real_path = model.fake_scene, model.reconstruction_path
+
+    def scene(gen, real_backgrounds):
+        scenes.append(real_scene(gen, real_backgrounds))
+        return scenes[-1]
+
+    def path(name, images, recon, path_targets=None):
+        targets.append((name, images, path_targets))
+        return real_path(name, images, recon, path_targets)
+
     monkeypatch.setattr(model, "low_contrast_composite", recording)
+    monkeypatch.setattr(model, "fake_scene", scene)
+    monkeypatch.setattr(model, "reconstruction_path", path)
     model.set_paths(("generation", "fake"))
     history = model.fit(data.training_dataset(cfg, start_step=1), steps_per_epoch=1, epochs=1,
                         verbose=0)
     assert len(seen) == calls
     assert np.isfinite(history.history["fake/total"][-1])
+    # The fake path reads fake_scene's image and is told its background as the target.
+    (image, background), = scenes
+    (name, images, path_targets), = targets
+    assert name == "fake" and images is image and path_targets["background"] is background
 
 
 # --- paper size -----------------------------------------------------------------------------
