@@ -17,6 +17,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+# onegan_tf first: importing it chooses TensorFlow's CPU kernels, as in every command.
+import onegan_tf  # noqa: E402,F401
+
+# isort: split
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
