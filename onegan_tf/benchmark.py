@@ -69,6 +69,16 @@ def graph_flops(concrete_function) -> float:
     return float(stats.total_float_ops)
 
 
+def onednn_enabled() -> bool | None:
+    """Whether TensorFlow runs its oneDNN CPU kernels (onegan_tf turns them on unless
+    TF_ENABLE_ONEDNN_OPTS says otherwise); None where this TensorFlow build does not say."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None
+
+
 def benchmark_phase(preset: str, config, phase: int, steps: int, warmup: int) -> dict:
     import tensorflow as tf
 
@@ -171,10 +181,13 @@ def main(argv):
     peak = matmul_peak_flops()
     results = [benchmark_phase(FLAGS.preset, config, phase, FLAGS.steps, FLAGS.warmup)
                for phase in FLAGS.phase]
+    onednn = onednn_enabled()
+    kernels = {True: "on", False: "off", None: "unknown"}[onednn]
     print(f"preset {FLAGS.preset}: {config.image_size} px; matmul peak "
-          f"{peak / 1e9:.0f} GFLOP/s (float32, measured)")
+          f"{peak / 1e9:.0f} GFLOP/s (float32, measured); oneDNN CPU kernels {kernels}")
     print(format_table(results, peak))
-    report = {"matmul_peak_gflops_per_second": peak / 1e9, "results": results}
+    report = {"matmul_peak_gflops_per_second": peak / 1e9, "onednn": onednn,
+              "results": results}
     print(json.dumps(report, indent=2))
     if FLAGS.json_out:
         from onegan_tf.fileio import atomic_write

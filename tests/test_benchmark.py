@@ -16,6 +16,8 @@ def test_benchmark_cli_reports_every_figure(tmp_path, repo_root, subprocess_env)
     assert "img/s" in result.stdout and "% of peak" in result.stdout
     report = json.loads(out.read_text())
     assert report["matmul_peak_gflops_per_second"] > 1
+    # The tests run with the package's default (TF_ENABLE_ONEDNN_OPTS=1, conftest.py).
+    assert report["onednn"] is True and "oneDNN CPU kernels on" in result.stdout
     (row,) = report["results"]
     assert row["phase"] == 1 and row["paths"] == "generation" and row["batch"] == 4
     assert row["median_seconds_per_iteration"] > 0
