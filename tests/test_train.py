@@ -86,8 +86,8 @@ def test_the_package_turns_on_onednn_cpu_kernels_unless_the_environment_says(sub
     where they made a training step about twice as fast: importing onegan_tf turns them on,
     unless TF_ENABLE_ONEDNN_OPTS is set, which it leaves as it is."""
     code = ("import os, onegan_tf, tensorflow; "
-            "from tensorflow.python.util import _pywrap_util_port as port; "
-            "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], port.IsMklEnabled())")
+            "from onegan_tf.benchmark import onednn_enabled; "
+            "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], onednn_enabled())")
     base = {k: v for k, v in subprocess_env.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     for setting, expected in ((None, "1 True"), ("0", "0 False"), ("1", "1 True")):
         env = base if setting is None else {**base, "TF_ENABLE_ONEDNN_OPTS": setting}
