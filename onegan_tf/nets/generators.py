@@ -11,7 +11,7 @@ import math
 import keras
 from keras import ops
 
-from onegan_tf.nets.layers import ConvGLU, NormGLU, ResBlock, tile_code
+from onegan_tf.nets.layers import ConvGLU, NormGLU, ResBlock
 
 MASK_BIAS_INIT = -1.0
 
@@ -120,8 +120,7 @@ class ShapeGenerator(keras.Model):
         x = pre_image
         for up in self.ups:
             x = up(x, training=training)
-        x = ops.concatenate([x, tile_code(ops.cast(parent_code, x.dtype), *x.shape[1:3])], -1)
-        x = self.joint(x, training=training)
+        x = self.joint(x, code=parent_code, training=training)  # v_p tiled over x, joint conv
         for block in self.residual:
             x = block(x, training=training)
         return x
@@ -158,9 +157,7 @@ class AppearanceGenerator(keras.Model):
 
     def call(self, inputs, training=None):
         features, child_code = inputs
-        x = ops.concatenate(
-            [features, tile_code(ops.cast(child_code, features.dtype), *features.shape[1:3])], -1)
-        x = self.joint(x, training=training)
+        x = self.joint(features, code=child_code, training=training)  # v_c tiled, joint conv
         for block in self.residual:
             x = block(x, training=training)
         foreground = ops.cast(ops.tanh(self.to_rgb(x)), "float32")

@@ -133,11 +133,45 @@ def test_code_embedding_is_one_hot_matmul():
     np.testing.assert_allclose(embedding(one_hot.astype(np.int32)).numpy(), table[ids], atol=1e-6)
 
 
-def test_tile_code():
-    code = RNG.standard_normal((2, 3)).astype(np.float32)
-    tiled = layers.tile_code(code, 4, 5).numpy()
-    assert tiled.shape == (2, 4, 5, 3)
-    np.testing.assert_array_equal(tiled[:, 3, 2], code)
+@pytest.mark.parametrize("height, width, upsample", [(6, 5, False), (4, 3, True)])
+def test_joint_conv_with_a_code_is_the_conv_of_the_tiled_code(height, width, upsample):
+    """ConvGLU(x, code=c) computes, with the same weights, what the conv of x with c tiled over
+    it as more channels computes (FineGAN's joint conv): outputs and the gradients of the
+    kernel, x and c agree, borders included."""
+    x = tf.constant(RNG.standard_normal((2, height, width, 4)).astype(np.float32))
+    code = tf.constant(RNG.standard_normal((2, 3)).astype(np.float32))
+    joint = layers.ConvGLU(5, upsample=upsample)
+    joint(x, code=code)
+    assert joint.conv.kernel.shape == (3, 3, 4 + 3, 10)
+    plain = layers.ConvGLU(5)  # the reference: an ordinary conv on the concatenation
+    size = (2 * height, 2 * width) if upsample else (height, width)
+    plain.build((2, *size, 4 + 3))
+    plain.set_weights(joint.get_weights())
+
+    def tiled(x, code):
+        if upsample:
+            x = tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
+        return tf.concat([x, tf.tile(code[:, None, None, :], (1, *size, 1))], -1)
+
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, code])
+        ours = joint(x, code=code)
+        reference = plain(tiled(x, code))
+        weights = tf.constant(RNG.standard_normal(ours.shape).astype(np.float32))
+        loss_ours, loss_reference = (tf.reduce_sum(ours * weights),
+                                     tf.reduce_sum(reference * weights))
+    np.testing.assert_allclose(ours.numpy(), reference.numpy(), atol=1e-5)
+    for a, b in [(joint.conv.kernel, plain.conv.kernel), (x, x), (code, code)]:
+        np.testing.assert_allclose(tape.gradient(loss_ours, a).numpy(),
+                                   tape.gradient(loss_reference, b).numpy(), atol=1e-4)
+
+
+def test_inside_taps_marks_the_padding():
+    taps = layers.inside_taps(3, 4, 3).reshape(3, 4, 3, 3)
+    assert taps[1, 1].all()  # an inner pixel reads all nine taps
+    np.testing.assert_array_equal(taps[0, 0], [[0, 0, 0], [0, 1, 1], [0, 1, 1]])  # corner
+    np.testing.assert_array_equal(taps[2, 1], [[1, 1, 1], [1, 1, 1], [0, 0, 0]])  # bottom edge
+    assert taps.sum() == (2 + 3 + 2) * (2 + 3 + 3 + 2)  # valid rows x valid columns
 
 
 def _round_trip(layer, *inputs):
