@@ -45,6 +45,8 @@ GROUPS: dict[str, dict[str, str]] = {
         "z_dim": "d_z, the noise size",
         "code_dim": "d_p = d_c = d_bg, the code size",
         "bypass_divisor": "pre-image / bypass resolution = image_size / bypass_divisor",
+        "encoder_context": "residual dilated 3x3 convs in E_p at the bypass resolution, so "
+                           "that each bypass position sees the whole object (0 = none)",
         "norm": "generator normalisation (Table 3a)",
         "d_norm": "D_c normalisation after its first conv (FineGAN: BatchNorm)",
         "minibatch_stddev": "not in the paper: D_c also sees the batch's feature spread",

@@ -50,6 +50,9 @@ class Config:
     z_dim: int = 32  # d_z
     code_dim: int = 32  # d_p = d_c = d_bg
     bypass_divisor: int = 4  # pre-image / bypass resolution = image_size / bypass_divisor
+    # Residual dilated 3x3 convs in E_p at the bypass resolution, so that each bypass position
+    # sees the whole object (the paper leaves the encoders' layers open). 0 = none.
+    encoder_context: int = 0
     norm: str = "glu_layernorm"  # Table 3a
     d_norm: str = "none"  # D_c after its first conv: "none" or "layernorm" (FineGAN: BatchNorm)
     minibatch_stddev: bool = False  # D_c sees the batch's feature spread (not in the paper)
@@ -246,6 +249,8 @@ class Config:
             fail("gf_dim", "must be even (the full-resolution width is gf_dim/2 at 128 px)")
         if self.fg_gf_dim < 0 or self.fg_gf_dim % 2:
             fail("fg_gf_dim", "must be even and >= 0 (0: --gf_dim)")
+        if self.encoder_context < 0:
+            fail("encoder_context", "must not be negative (0: none)")
         for field in ("total_steps", "phase1_steps", "fake_recon_start", "real_recon_start"):
             if getattr(self, field) < 0:
                 fail(field, "must not be negative")

@@ -98,6 +98,7 @@ def test_preset_overrides_apply():
         ({"mixed_precision": "float64"}, "--mixed_precision"),
         ({"gf_dim": 5}, "--gf_dim"),
         ({"fg_gf_dim": 3}, "--fg_gf_dim"),
+        ({"encoder_context": -1}, "--encoder_context"),
         ({"fg_gf_dim": -2}, "--fg_gf_dim"),
         ({"batch_size": 0}, "--batch_size"),
         ({"bypass_divisor": 3}, "--bypass_divisor"),

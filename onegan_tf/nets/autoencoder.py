@@ -90,7 +90,8 @@ class AutoEncoder(keras.Model):
         self.appearance_generator = AppearanceGenerator(
             fg, size, norm, mask_divisor=cfg.mask_divisor, name="G_fg2")
         self.shape_encoder = ShapeEncoder(cfg.ef_dim, gf, size, bypass, cfg.num_parents,
-                                          cfg.code_dim, cfg.z_dim, name="E_p")
+                                          cfg.code_dim, cfg.z_dim,
+                                          context_blocks=cfg.encoder_context, name="E_p")
         self.style_encoder = StyleEncoder(cfg.ef_dim, gf, size, bypass, cfg.num_children,
                                           cfg.code_dim, name="E_c")
         self.background_encoder = BackgroundEncoder(cfg.ef_dim, gf, size, bypass, name="E_bg")

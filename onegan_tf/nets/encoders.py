@@ -51,6 +51,40 @@ class DownStack(keras.layers.Layer):
                 "out_size": self.out_size}
 
 
+@keras.saving.register_keras_serializable("onegan")
+class ContextStack(keras.layers.Layer):
+    """Residual 3x3 convs at one resolution with dilations 1, 2, 4, ... (capped at size/2).
+
+    `blocks` of them widen the receptive field of each output position to the whole map:
+    four at 16 x 16 see 2 * (1 + 2 + 4 + 8) = 30 positions across. 0 blocks = identity.
+    """
+
+    def __init__(self, blocks: int, size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.blocks, self.size = blocks, size
+        self.dilations = [min(2 ** i, max(1, size // 2)) for i in range(blocks)]
+        self.convs, self.norms = [], []
+
+    def build(self, x_shape):
+        width = x_shape[-1]
+        for i, rate in enumerate(self.dilations):
+            conv = keras.layers.Conv2D(width, 3, padding="same", dilation_rate=rate,
+                                       use_bias=False, name=f"context{i}")
+            conv.build(x_shape)
+            norm = _group_norm(width, name=f"context_norm{i}")
+            norm.build(x_shape)
+            self.convs.append(conv)
+            self.norms.append(norm)
+
+    def call(self, x):
+        for conv, norm in zip(self.convs, self.norms):
+            x = x + keras.activations.leaky_relu(norm(conv(x)), 0.2)
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "blocks": self.blocks, "size": self.size}
+
+
 class _Encoder(keras.Model):
     """Shared constructor/config of the three encoders."""
 
@@ -78,13 +112,20 @@ def _gaussian_heads(dim: int, prefix: str):
 @keras.saving.register_keras_serializable("onegan")
 class ShapeEncoder(_Encoder):
     """E_p (Eq. 7): image [B, H, W, 3] -> dict(parent_logits [B, N_P], parent_mean/log_var [B, d_p],
-    bypass B_fg [B, s, s, C], z_mean/z_log_var [B, d_z])."""
+    bypass B_fg [B, s, s, C], z_mean/z_log_var [B, d_z]).
+
+    `context_blocks` residual dilated convs (ContextStack) after the trunk let every bypass
+    position see the whole object, not only its ~20-pixel neighbourhood (0 = none).
+    """
 
     def __init__(self, ef_dim, gf_dim, image_size, bypass_size, num_parents: int,
-                 code_dim: int, z_dim: int, **kwargs):
+                 code_dim: int, z_dim: int, context_blocks: int = 0, **kwargs):
         super().__init__(ef_dim, gf_dim, image_size, bypass_size, **kwargs)
         self.num_parents, self.code_dim, self.z_dim = num_parents, code_dim, z_dim
+        self.context_blocks = context_blocks
         self.to_bypass_res = DownStack(ef_dim, image_size, bypass_size, name="trunk")
+        self.context = (ContextStack(context_blocks, bypass_size, name="context")
+                        if context_blocks else None)
         self.bypass = self._bypass_head()
         self.to_vector = DownStack(ef_dim, bypass_size, 4, name="head_trunk")
         self.logits = keras.layers.Dense(num_parents, name="parent_logits")
@@ -93,6 +134,8 @@ class ShapeEncoder(_Encoder):
 
     def call(self, images):
         features = self.to_bypass_res(images)
+        if self.context is not None:
+            features = self.context(features)
         h = ops.reshape(self.to_vector(features), (ops.shape(images)[0], -1))
         f32 = lambda t: ops.cast(t, "float32")  # noqa: E731
         return {
@@ -104,7 +147,8 @@ class ShapeEncoder(_Encoder):
 
     def get_config(self):
         return {**super().get_config(), "num_parents": self.num_parents,
-                "code_dim": self.code_dim, "z_dim": self.z_dim}
+                "code_dim": self.code_dim, "z_dim": self.z_dim,
+                "context_blocks": self.context_blocks}
 
 
 @keras.saving.register_keras_serializable("onegan")

@@ -416,3 +416,13 @@ def test_fg_gf_dim_widens_the_object_generators_only(ae, tiny_config):
     out = wide.generate(child, z)
     assert out["image"].shape == (2, size, size, 3) and out["mask"].shape == (2, size, size, 1)
     assert wide.reconstruct(out["image"])["image"].shape == (2, size, size, 3)
+
+
+def test_encoder_context_deepens_e_p_only(ae, tiny_config):
+    deep = AutoEncoder(tiny_config.replace(encoder_context=2))
+    deep.build_all()
+    for name, network in ae.networks().items():
+        grown = deep.networks()[name].count_params() > network.count_params()
+        assert grown == (name == "E_p"), name
+    out = deep.generate(tf.constant([0, 1], tf.int32), tf.zeros((2, tiny_config.z_dim)))
+    assert deep.reconstruct(out["image"])["mask"].shape == out["mask"].shape

@@ -4,7 +4,7 @@ bypass, independence of the batch, the mask input) and their configs."""
 import numpy as np
 import tensorflow as tf
 
-from onegan_tf.nets import generators
+from onegan_tf.nets import encoders, generators
 
 B = 3  # random_images
 
@@ -52,3 +52,38 @@ def test_encoder_configs_round_trip(tiny_model, random_images, rebuild_from_conf
     for net, inputs in cases:
         clone = rebuild_from_config(net, inputs)
         assert clone.get_config() == net.get_config(), net.name
+
+
+def _far_over_near(encoder, size):
+    """How much bypass[0, 0] reads the opposite quarter of the image, relative to its own
+    corner: sum |d bypass[0, 0, 0, :] / d image| over the far quarter / over the near sixteenth."""
+    image = tf.random.stateless_uniform((1, size, size, 3), (3, 4), -1, 1)
+    with tf.GradientTape() as tape:
+        tape.watch(image)
+        corner = tf.reduce_sum(encoder(image)["bypass"][0, 0, 0])
+    grad = np.abs(tape.gradient(corner, image).numpy()[0])
+    return grad[size // 2:, size // 2:].sum() / grad[:size // 4, :size // 4].sum()
+
+
+def test_context_blocks_let_the_bypass_see_the_whole_image(tiny_config):
+    cfg = tiny_config
+    args = (cfg.ef_dim, cfg.gf_dim, cfg.image_size, cfg.bypass_size, cfg.num_parents,
+            cfg.code_dim, cfg.z_dim)
+    plain = encoders.ShapeEncoder(*args, name="E_p")
+    wide = encoders.ShapeEncoder(*args, context_blocks=3, name="E_p")
+    # Without context, a bypass corner reads the far quarter only through GroupNorm's
+    # statistics; with dilations 1, 2, 4 at 8 x 8 its convolutions reach it.
+    assert _far_over_near(wide, cfg.image_size) > 3 * _far_over_near(plain, cfg.image_size)
+    extra = {w.path for w in wide.weights} - {w.path for w in plain.weights}
+    assert extra and all("context" in path for path in extra)
+    assert wide.context.dilations == [1, 2, 4]
+    assert encoders.ContextStack(5, 16).dilations == [1, 2, 4, 8, 8]
+    assert encoders.ContextStack(2, 2).dilations == [1, 1]
+
+
+def test_context_blocks_round_trip(random_images, tiny_config, rebuild_from_config):
+    cfg = tiny_config
+    wide = encoders.ShapeEncoder(cfg.ef_dim, cfg.gf_dim, cfg.image_size, cfg.bypass_size,
+                                 cfg.num_parents, cfg.code_dim, cfg.z_dim, context_blocks=2)
+    clone = rebuild_from_config(wide, random_images)
+    assert clone.context_blocks == 2 and len(clone.context.convs) == 2
