@@ -70,6 +70,8 @@ GROUPS: dict[str, dict[str, str]] = {
                            "in the paper when different, the two time-scale rule)",
         "beta_1": "Adam beta_1",
         "beta_2": "Adam beta_2",
+        "lr_decay_steps": "lower every learning rate linearly to 0 over the last N steps of "
+                          "the schedule (0: constant, the paper)",
         "ema_decay": "decay of the weights' moving average (samples, evaluation, export)",
     },
     "loss weights": {

@@ -81,6 +81,10 @@ class Config:
     beta_1: float = 0.5
     beta_2: float = 0.999
     ema_decay: float = 0.999
+    # Not in the paper (constant rates): the last lr_decay_steps steps of the schedule lower
+    # every learning rate (G/E and the discriminators) linearly towards 0, so that the weights
+    # settle instead of ending on the noise of a full-size step. 0 = constant, the paper.
+    lr_decay_steps: int = 0
 
     # Loss weights (Eq. 10, 11, 14) and the mask prior of L_RM.
     bg_adv_weight: float = 10.0
@@ -290,6 +294,8 @@ class Config:
             fail("learning_rate", "must be positive")
         if self.d_learning_rate < 0:
             fail("d_learning_rate", "must be >= 0 (0: --learning_rate)")
+        if not 0 <= self.lr_decay_steps <= self.total_steps:
+            fail("lr_decay_steps", f"must be in [0, --total_steps={self.total_steps}] (0 = off)")
         if not 0.0 <= self.mask_area_min < self.mask_area_max <= 1.0:
             fail("mask_area_min", "need 0 <= mask_area_min < mask_area_max <= 1")
         return self

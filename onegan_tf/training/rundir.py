@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 from onegan_tf.compat import weights_bytes
@@ -25,7 +26,7 @@ from onegan_tf.fileio import FileSystemError, atomic_write, fs_error
 RESUMABLE_FIELDS = frozenset({
     "total_steps", "run_dir", "log_every", "sample_every", "checkpoint_every",
     "keep_checkpoints", "strategy", "jit_compile", "data_dir", "strict_data", "eval_every",
-    "eval_examples",
+    "eval_examples", "lr_decay_steps",
 })
 _CKPT = re.compile(r"^ckpt-(\d+)\.weights\.h5$")
 DAMAGED_DIR = "damaged"
@@ -172,6 +173,21 @@ def all_finite(variables) -> bool:
                if np.issubdtype(np.dtype(v.dtype), np.floating))
 
 
+def _load_all_weights(model, path: Path):
+    """model.load_weights, where Keras's "Skipping variable loading" warning (an optimizer or
+    layer whose variable count differs: a checkpoint of another config) is an error: resuming
+    with fresh Adam moments would lose training silently."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.load_weights(str(path))
+    for warning in caught:
+        message = str(warning.message)
+        if message.startswith("Skipping variable loading"):
+            raise ValueError(f"it does not fit this model: {message.strip()}")
+        warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                               warning.lineno)
+
+
 def restore_latest(model, run_dir: str | Path, log=print) -> tuple[int, Path] | None:
     """Loads the newest checkpoint that restores completely and holds only finite values;
     returns (step, path), or None when the run has no checkpoint.
@@ -188,7 +204,7 @@ def restore_latest(model, run_dir: str | Path, log=print) -> tuple[int, Path] | 
     problems = []
     for step, path in reversed(checkpoints):
         try:
-            model.load_weights(str(path))
+            _load_all_weights(model, path)
             if not all_finite(variables):
                 raise ValueError("it holds non-finite (NaN/Inf) values")
         except Exception as error:  # a damaged file: undo, fall back to the one before

@@ -66,6 +66,16 @@ def _make_optimizer(config: Config, name: str, learning_rate: float):
     return adam
 
 
+def learning_rate_factor(config: Config, step):
+    """The fraction of the learning rates that the update of global step `step` (0-based)
+    takes: 1, then linear from 1 towards 0 over the last lr_decay_steps steps (the last update
+    takes 1 / lr_decay_steps of the rates)."""
+    if not config.lr_decay_steps:
+        return ops.ones((), "float32")
+    left = ops.cast(config.total_steps, "float32") - ops.cast(step, "float32")
+    return ops.clip(left / float(config.lr_decay_steps), 0.0, 1.0)
+
+
 def mode_seeking_term(images, z):
     """Mode-seeking term (Mao et al. 2019) for a batch whose second half (batch // 2 examples)
     repeats the codes of the first: 1 / (mean|I_a - I_b| / mean|z_a - z_b| + 1e-5). Large when
@@ -174,6 +184,18 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
         self.g_optimizer.build(self.generator_variables())
         for path, opt in self.d_optimizers().items():
             opt.build(self.discriminator_variables(path))
+
+    def set_learning_rates(self):
+        """Every optimizer's rate from the config and the global step (learning_rate_factor).
+        Set at each step, so that the config, not a rate restored from a checkpoint, decides
+        it; the reconstruction paths' optimizers start late, so their own iteration counts
+        would not tell where the schedule stands."""
+        cfg = self.config
+        factor = learning_rate_factor(cfg, self.global_step)
+        d_rate = cfg.d_learning_rate or cfg.learning_rate
+        self.g_optimizer.learning_rate.assign(cfg.learning_rate * factor)
+        for optimizer in self.d_optimizers().values():
+            optimizer.learning_rate.assign(d_rate * factor)
 
     def d_optimizers(self):
         return {"generation": self.d_optimizer, "fake": self.d_optimizer_fake,
@@ -435,6 +457,7 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
         if cfg.mode_seeking_weight > 0:  # the second half repeats the first half's codes
             child = ops.concatenate([child[:batch - batch // 2], child[:batch // 2]], axis=0)
         z = self._normal((batch, cfg.z_dim), 2)
+        self.set_learning_rates()
 
         with tf.GradientTape() as g_tape:
             gen = ae.generate(child, z, training=True)

@@ -23,7 +23,12 @@ from onegan_tf.nets import discriminators, encoders
 from onegan_tf.nets.autoencoder import tree_parent_probabilities
 from onegan_tf.serving import inference
 from onegan_tf.training import loop, losses
-from onegan_tf.training.trainer import OneGAN, active_paths, phase_two_start
+from onegan_tf.training.trainer import (
+    OneGAN,
+    active_paths,
+    learning_rate_factor,
+    phase_two_start,
+)
 
 BATCH = 4
 GEN, FAKE, REAL = "generation", "fake", "real"
@@ -1089,3 +1094,36 @@ def test_discriminator_learning_rate_is_separate(cfg):
     model = loop.build_model(cfg)
     assert all(float(opt.learning_rate) == pytest.approx(cfg.learning_rate)
                for opt in [model.g_optimizer, *model.d_optimizers().values()])
+
+
+# --- learning-rate decay (--lr_decay_steps) ---------------------------------------------------
+def test_learning_rate_factor_known_values(cfg):
+    decayed = cfg.replace(total_steps=100, lr_decay_steps=40)
+    factors = [float(learning_rate_factor(decayed, s)) for s in (0, 60, 80, 99, 100, 120)]
+    np.testing.assert_allclose(factors, [1.0, 1.0, 0.5, 0.025, 0.0, 0.0], rtol=1e-6)
+    assert float(learning_rate_factor(cfg.replace(total_steps=100), 99)) == 1.0
+
+
+def test_lr_decay_reaches_every_optimizer_through_the_global_step(cfg):
+    """The rates follow the global step (not each optimizer's own count: the reconstruction
+    D pairs start late); each train step sets them, whatever a checkpoint restored, and a step
+    at factor 0 moves no trained weight."""
+    decayed = cfg.replace(lr_decay_steps=cfg.total_steps, d_learning_rate=4 * cfg.learning_rate)
+    keras.utils.set_random_seed(3)
+    model = loop.build_model(decayed)
+    _at_step(model, decayed.total_steps // 2)
+    model.set_learning_rates()
+    np.testing.assert_allclose(float(model.g_optimizer.learning_rate),
+                               0.5 * decayed.learning_rate, rtol=1e-6)
+    for optimizer in model.d_optimizers().values():
+        assert int(optimizer.iterations) == 0
+        np.testing.assert_allclose(float(optimizer.learning_rate),
+                                   0.5 * decayed.d_learning_rate, rtol=1e-6)
+    _at_step(model, decayed.total_steps)
+    model.g_optimizer.learning_rate = 0.5  # as if restored from elsewhere: overwritten
+    trained = model.generator_variables() + model.discriminator_variables(GEN)
+    before = _snapshot(trained)
+    model.fit(_random_batches(decayed), steps_per_epoch=1, epochs=1, verbose=0)
+    assert int(model.g_optimizer.iterations) == 1
+    assert not any(_changed(trained, before))
+    assert float(model.g_optimizer.learning_rate) == 0.0
