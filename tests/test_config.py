@@ -99,6 +99,8 @@ def test_preset_overrides_apply():
         ({"gf_dim": 5}, "--gf_dim"),
         ({"fg_gf_dim": 3}, "--fg_gf_dim"),
         ({"encoder_context": -1}, "--encoder_context"),
+        ({"lr_decay_steps": -1}, "--lr_decay_steps"),
+        ({"lr_decay_steps": 31, "total_steps": 30}, "--lr_decay_steps"),
         ({"fg_gf_dim": -2}, "--fg_gf_dim"),
         ({"batch_size": 0}, "--batch_size"),
         ({"bypass_divisor": 3}, "--bypass_divisor"),
