@@ -180,18 +180,23 @@ def test_checkpoint_with_a_nan_inside_valid_hdf5_falls_back(two_checkpoints, tmp
                                inference.segment(model.ema, x), atol=1e-5)
 
 
+def _assert_restore_refused(model, run_dir, match):
+    """restore_latest raises CheckpointError matching `match` and leaves the model as it was."""
+    initial = [v.numpy() for v in rundir.state_variables(model)]
+    with pytest.raises(rundir.CheckpointError, match=match):
+        rundir.restore_latest(model, run_dir, log=lambda *_: None)
+    for v, value in zip(rundir.state_variables(model), initial, strict=True):
+        np.testing.assert_array_equal(v.numpy(), value)
+
+
 def test_restore_refuses_a_checkpoint_whose_optimizer_state_does_not_fit(tiny_config, tmp_path):
     """A checkpoint whose G/E optimizer also trained Q_p: Keras skips the optimizer's
     variables with a warning and would go on with fresh Adam moments; a resume must refuse."""
     rundir.checkpoint_dir(tmp_path).mkdir(parents=True)
     rundir.save_checkpoint(loop.build_model(tiny_config.replace(mask_parent_info_weight=1.0)),
                            tmp_path, 4, keep=1)
-    model = loop.build_model(tiny_config)
-    initial = [v.numpy() for v in rundir.state_variables(model)]
-    with pytest.raises(rundir.CheckpointError, match="ckpt-00000004.*g_optimizer"):
-        rundir.restore_latest(model, tmp_path, log=lambda *_: None)
-    for v, value in zip(rundir.state_variables(model), initial, strict=True):
-        np.testing.assert_array_equal(v.numpy(), value)
+    _assert_restore_refused(loop.build_model(tiny_config), tmp_path,
+                            "ckpt-00000004.*g_optimizer")
 
 
 def test_failed_restore_changes_nothing_and_never_overwrites(two_checkpoints, tmp_path):
@@ -203,11 +208,7 @@ def test_failed_restore_changes_nothing_and_never_overwrites(two_checkpoints, tm
     files = {p: p.read_bytes() for _, p in rundir.list_checkpoints(run_dir)}
     other = config.replace(run_dir=str(run_dir), gf_dim=6, total_steps=6)
     model = loop.build_model(other)
-    initial = [v.numpy() for v in rundir.state_variables(model)]
-    with pytest.raises(rundir.CheckpointError, match="ckpt-00000004.*ckpt-00000002"):
-        rundir.restore_latest(model, run_dir, log=lambda *_: None)
-    for v, value in zip(rundir.state_variables(model), initial, strict=True):
-        np.testing.assert_array_equal(v.numpy(), value)
+    _assert_restore_refused(model, run_dir, "ckpt-00000004.*ckpt-00000002")
     assert int(model.step) == 0
 
     with pytest.raises(rundir.CheckpointError):
