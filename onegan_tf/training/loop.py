@@ -153,6 +153,7 @@ def train(config: Config, stream=None, restart_unreadable: bool = False) -> OneG
     counts = parameter_counts(model)
     say("parameters per network: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     step = restore(model, run_dir, restart_unreadable and chief, log=say)
+    model.set_learning_rates()  # the flags' rates, not the ones the checkpoint held
     rundir.save_config(config, run_dir)  # only now: the checkpoints fit this config
     if chief:
         fileio.atomic_write(run_dir / "params.json", json.dumps(counts, indent=2) + "\n")

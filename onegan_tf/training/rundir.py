@@ -29,6 +29,7 @@ RESUMABLE_FIELDS = frozenset({
     "eval_examples", "lr_decay_steps",
 })
 _CKPT = re.compile(r"^ckpt-(\d+)\.weights\.h5$")
+_SKIPPED = re.compile(r"Skipping variable loading for optimizer '([^']+)'")
 DAMAGED_DIR = "damaged"
 
 
@@ -174,15 +175,20 @@ def all_finite(variables) -> bool:
 
 
 def _load_all_weights(model, path: Path):
-    """model.load_weights, where Keras's "Skipping variable loading" warning (an optimizer or
-    layer whose variable count differs: a checkpoint of another config) is an error: resuming
-    with fresh Adam moments would lose training silently."""
+    """model.load_weights, where Keras's warning that it skipped the state of an optimizer that
+    trains (its variable count differs: a checkpoint of another config) is an error: resuming
+    with fresh Adam moments would lose training silently. Keras's default compile() optimizer,
+    which nothing uses, may differ."""
+    names = set()
+    for optimizer in model.trained_optimizers():
+        names |= {optimizer.name, getattr(optimizer, "inner_optimizer", optimizer).name}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model.load_weights(str(path))
     for warning in caught:
         message = str(warning.message)
-        if message.startswith("Skipping variable loading"):
+        skipped = _SKIPPED.match(message)
+        if skipped and skipped.group(1) in names:
             raise ValueError(f"it does not fit this model: {message.strip()}")
         warnings.warn_explicit(warning.message, warning.category, warning.filename,
                                warning.lineno)

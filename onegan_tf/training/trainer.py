@@ -185,11 +185,15 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
         for path, opt in self.d_optimizers().items():
             opt.build(self.discriminator_variables(path))
 
+    def trained_optimizers(self) -> list:
+        """The optimizers that train: G/E's and each path's discriminator pair's."""
+        return [self.g_optimizer, *self.d_optimizers().values()]
+
     def set_learning_rates(self):
         """Every optimizer's rate from the config and the global step (learning_rate_factor).
-        Set at each step, so that the config, not a rate restored from a checkpoint, decides
-        it; the reconstruction paths' optimizers start late, so their own iteration counts
-        would not tell where the schedule stands."""
+        Called when a run starts or resumes (the flags decide the rates, not a checkpoint) and,
+        with --lr_decay_steps, at every step; the reconstruction paths' optimizers start late,
+        so their own iteration counts would not tell where the schedule stands."""
         cfg = self.config
         factor = learning_rate_factor(cfg, self.global_step)
         d_rate = cfg.d_learning_rate or cfg.learning_rate
@@ -457,7 +461,8 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
         if cfg.mode_seeking_weight > 0:  # the second half repeats the first half's codes
             child = ops.concatenate([child[:batch - batch // 2], child[:batch // 2]], axis=0)
         z = self._normal((batch, cfg.z_dim), 2)
-        self.set_learning_rates()
+        if cfg.lr_decay_steps:
+            self.set_learning_rates()
 
         with tf.GradientTape() as g_tape:
             gen = ae.generate(child, z, training=True)
