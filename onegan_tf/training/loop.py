@@ -111,14 +111,16 @@ def figures(model: OneGAN, config: Config, examples: dict) -> dict[str, np.ndarr
 def restore(model: OneGAN, run_dir: Path, restart_unreadable: bool = False, log=print) -> int:
     """The step to start from: the newest checkpoint that restores (rundir.restore_latest), 0
     for a new run. When checkpoints exist and none restores: CheckpointError, or, with
-    restart_unreadable, they are moved to checkpoints/damaged/ and the run starts over."""
+    restart_unreadable, they are moved to checkpoints/damaged/ and the run starts over. The
+    learning rates are then the flags' (at that step), not the ones a checkpoint held."""
     try:
         restored = rundir.restore_latest(model, run_dir, log=log)
     except rundir.CheckpointError:
         if not restart_unreadable:
             raise
         rundir.set_aside_checkpoints(run_dir, log=log)
-        return 0
+        restored = None
+    model.set_learning_rates()
     return restored[0] if restored else 0
 
 
@@ -153,7 +155,6 @@ def train(config: Config, stream=None, restart_unreadable: bool = False) -> OneG
     counts = parameter_counts(model)
     say("parameters per network: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     step = restore(model, run_dir, restart_unreadable and chief, log=say)
-    model.set_learning_rates()  # the flags' rates, not the ones the checkpoint held
     rundir.save_config(config, run_dir)  # only now: the checkpoints fit this config
     if chief:
         fileio.atomic_write(run_dir / "params.json", json.dumps(counts, indent=2) + "\n")

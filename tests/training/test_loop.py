@@ -155,6 +155,22 @@ def test_restore_for_inference_matches_the_trained_model(resumed_run):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_restore_takes_the_flags_learning_rates_not_the_checkpoints(resumed_run, tmp_path):
+    """--lr_decay_steps may change on resume: the rates follow the flags at the restored step,
+    both ways (the checkpoint at step 12 holds the full rates)."""
+    run_dir = tmp_path / "copy"
+    shutil.copytree(resumed_run.run_dir, run_dir)
+    decayed = resumed_run.cfg.replace(run_dir=str(run_dir), lr_decay_steps=12)
+    model = loop.build_model(decayed)
+    assert loop.restore(model, run_dir) == 12  # the last step: factor 0
+    assert [float(o.learning_rate) for o in model.trained_optimizers()] == [0.0] * 4
+    rundir.save_checkpoint(model, tmp_path / "decayed", 12, keep=1)
+    plain = loop.build_model(resumed_run.cfg)
+    assert loop.restore(plain, tmp_path / "decayed") == 12
+    np.testing.assert_allclose([float(o.learning_rate) for o in plain.trained_optimizers()],
+                               [resumed_run.cfg.learning_rate] * 4, rtol=1e-6)
+
+
 def test_damaged_checkpoints_are_skipped(resumed_run, tmp_path):
     run_dir = tmp_path / "copy"
     shutil.copytree(resumed_run.run_dir, run_dir)

@@ -1093,7 +1093,7 @@ def test_discriminator_learning_rate_is_separate(cfg):
     assert float(model.g_optimizer.learning_rate) == pytest.approx(cfg.learning_rate)
     model = loop.build_model(cfg)
     assert all(float(opt.learning_rate) == pytest.approx(cfg.learning_rate)
-               for opt in [model.g_optimizer, *model.d_optimizers().values()])
+               for opt in model.trained_optimizers())
 
 
 # --- learning-rate decay (--lr_decay_steps) ---------------------------------------------------
