@@ -80,6 +80,8 @@ GROUPS: dict[str, dict[str, str]] = {
         "rm_weight": "weight of L_RM, the mask prior (Eq. 14)",
         "mask_area_min": "L_RM: smallest mean mask area without penalty",
         "mask_area_max": "L_RM: largest mean mask area without penalty",
+        "mask_area_mean_max": "L_RM: largest mean area of a batch's masks without penalty "
+                              "(1: off, the paper)",
         "kl_per_dimension": "Eq. 15's KL averaged over the code dimensions (false: summed, "
                             "as written)",
     },

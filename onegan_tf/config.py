@@ -92,6 +92,10 @@ class Config:
     rm_weight: float = 2.0
     mask_area_min: float = 0.1
     mask_area_max: float = 0.9
+    # Not in the paper: largest mean mask area of a batch without penalty (a second hinge of
+    # L_RM). Each mask keeps the range [mask_area_min, mask_area_max]; this caps their mean,
+    # e.g. at the data's mean object area. 1 = off.
+    mask_area_mean_max: float = 1.0
     kl_per_dimension: bool = True  # Eq. 15's KL averaged over code dimensions (1/d of it)
 
     # Schedule (paper: 600k steps; Phase II from 200k; real reconstruction from 400k).
@@ -298,6 +302,9 @@ class Config:
             fail("lr_decay_steps", f"must be in [0, --total_steps={self.total_steps}] (0 = off)")
         if not 0.0 <= self.mask_area_min < self.mask_area_max <= 1.0:
             fail("mask_area_min", "need 0 <= mask_area_min < mask_area_max <= 1")
+        if not self.mask_area_min < self.mask_area_mean_max <= 1.0:
+            fail("mask_area_mean_max", f"must be in (--mask_area_min={self.mask_area_min}, 1] "
+                                       "(1 = off)")
         return self
 
 

@@ -71,13 +71,20 @@ def code_regularizer(*codes):
     return sum(ops.mean(ops.square(_f32(c))) for c in codes)
 
 
-def mask_regularizer(mask, area_min: float, area_max: float):
+def mask_regularizer(mask, area_min: float, area_max: float, mean_area_max: float = 1.0):
     """L_RM (Eq. 14): binarisation mean(min(m, 1 - m)) + hinge keeping each mask's mean area
-    inside [area_min, area_max] (stops the all-background / all-object solutions)."""
+    inside [area_min, area_max] (stops the all-background / all-object solutions).
+
+    Not in the paper: with mean_area_max < 1, a second hinge on the batch's mean area,
+    relu(mean area - mean_area_max). Each mask may still take any area in [area_min,
+    area_max]; the batch as a whole may not be larger on average than the data's objects.
+    """
     mask = _f32(mask)
     binarize = ops.mean(ops.minimum(mask, 1.0 - mask))
     area = ops.mean(mask, axis=(1, 2, 3))
     hinge = ops.mean(ops.relu(area_min - area) + ops.relu(area - area_max))
+    if mean_area_max < 1.0:
+        hinge += ops.relu(ops.mean(area) - mean_area_max)
     return binarize + hinge
 
 

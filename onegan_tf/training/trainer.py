@@ -377,7 +377,8 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
             "MSE_fg": losses.mean_squared_error(sg(gen["pre_foreground"]), enc_d["bypass"]),
             "MSE_bg": losses.mean_squared_error(sg(gen["pre_background"]), bypass_bg),
             "R_v": losses.code_regularizer(gen["v_bg"], gen["v_p"], gen["v_c"]),  # Eq. 14
-            "R_M": losses.mask_regularizer(gen["mask"], cfg.mask_area_min, cfg.mask_area_max),
+            "R_M": losses.mask_regularizer(gen["mask"], cfg.mask_area_min, cfg.mask_area_max,
+                                           cfg.mask_area_mean_max),
         })
         if cfg.mode_seeking_weight > 0:
             terms["MS"] = mode_seeking_term(gen["image"], z)
@@ -432,7 +433,7 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
                                                    bg_out["features"])  # Eq. 17
         if not targets and cfg.real_mask_prior_weight > 0:
             terms["R_M"] = losses.mask_regularizer(recon["mask"], cfg.mask_area_min,
-                                                   cfg.mask_area_max)
+                                                   cfg.mask_area_max, cfg.mask_area_mean_max)
         if not targets and cfg.real_mask_edge_weight > 0:
             terms["EDGE_M"] = losses.edge_aware_boundary_length(recon["mask"], images)
         if not targets and cfg.parent_agreement_weight > 0:

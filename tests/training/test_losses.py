@@ -179,6 +179,29 @@ def test_mask_regularizer_area_hinge():
     assert _value(losses.mask_regularizer(mixed, 0.2, 0.8)) == pytest.approx(expected, rel=1e-5)
 
 
+def test_mask_regularizer_mean_area_hinge():
+    # Two binary masks of areas 0.5 and 0.25, both inside [0.1, 0.9]: no per-mask hinge.
+    masks = np.zeros((2, 4, 4, 1), np.float32)
+    masks[0, :2] = 1.0
+    masks[1, :1] = 1.0
+    assert _value(losses.mask_regularizer(masks, 0.1, 0.9)) == 0.0
+    # Their mean area 0.375 against a cap of 0.3: 0.075; 1: off.
+    assert _value(losses.mask_regularizer(masks, 0.1, 0.9, 0.3)) == pytest.approx(0.075)
+    assert _value(losses.mask_regularizer(masks, 0.1, 0.9, 1.0)) == 0.0
+    # The cap is on the batch's mean, not on each mask: the 0.5 mask, above a cap of 0.4,
+    # costs nothing while the mean is below it.
+    assert _value(losses.mask_regularizer(masks, 0.1, 0.9, 0.4)) == 0.0
+    # Its gradient is the same on every pixel of every mask: 1 / (pixels in the batch).
+    tensor = tf.constant(masks)
+    with tf.GradientTape() as tape:
+        tape.watch(tensor)
+        loss = losses.mask_regularizer(tensor, 0.0, 1.0, 0.3)
+    grad = tape.gradient(loss, tensor).numpy()
+    binarize = np.where(masks < 0.5, 1.0, -1.0) / masks.size  # d mean(min(m, 1 - m))
+    np.testing.assert_allclose(grad - binarize, np.full_like(masks, 1.0 / masks.size),
+                               rtol=1e-5)
+
+
 def test_mask_boundary_length():
     # An 8x8 image with a solid 4x4 square: 2 jumps per row and per column over 4 rows and 4
     # columns = 16, over the side 8 = 2 = 4 sqrt(area 1/4).
