@@ -76,8 +76,9 @@ def mask_regularizer(mask, area_min: float, area_max: float, mean_area_max: floa
     inside [area_min, area_max] (stops the all-background / all-object solutions).
 
     Not in the paper: with mean_area_max < 1, a second hinge on the batch's mean area,
-    relu(mean area - mean_area_max). Each mask may still take any area in [area_min,
-    area_max]; the batch as a whole may not be larger on average than the data's objects.
+    relu(mean area - mean_area_max) (under a distribution strategy, each replica's batch).
+    Each mask may still take any area in [area_min, area_max]; the batch as a whole may not be
+    larger on average than the data's objects.
     """
     mask = _f32(mask)
     binarize = ops.mean(ops.minimum(mask, 1.0 - mask))
