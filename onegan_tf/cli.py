@@ -112,6 +112,8 @@ GROUPS: dict[str, dict[str, str]] = {
                                    "against the masks predicted for real images (0 = off)",
         "real_mask_prior_weight": "weight of L_RM on the masks predicted for real images "
                                   "(0 = off)",
+        "real_mask_area_min": "the area floor of that prior on real images' masks "
+                              "(< 0: --mask_area_min)",
         "parent_agreement_weight": "weight of a cross entropy of E_p's parent head against "
                                    "the code-tree parent of E_c's child, on real images "
                                    "(0 = off)",

@@ -140,6 +140,9 @@ class Config:
     # reconstruction (everything through one path under an all-zero or all-one mask) and relies
     # on the phases against it; this prior rules it out directly. 0 = off.
     real_mask_prior_weight: float = 0.0
+    # Not in the paper: the area floor of that prior on real images' masks, when the data's
+    # smallest objects are smaller than the generator's floor. < 0 = --mask_area_min.
+    real_mask_area_min: float = -1.0
     # Not in the paper: weight of a cross entropy, on real images, of E_p's parent head against
     # the parent that E_c's child distribution implies through the code tree (summed over each
     # parent's children; no gradient to E_c). The paper trains E_p's head only on generated
@@ -302,6 +305,9 @@ class Config:
             fail("lr_decay_steps", f"must be in [0, --total_steps={self.total_steps}] (0 = off)")
         if not 0.0 <= self.mask_area_min < self.mask_area_max <= 1.0:
             fail("mask_area_min", "need 0 <= mask_area_min < mask_area_max <= 1")
+        if self.real_mask_area_min >= self.mask_area_max:
+            fail("real_mask_area_min", f"must be below --mask_area_max={self.mask_area_max} "
+                                       "(< 0: --mask_area_min)")
         if not self.mask_area_min < self.mask_area_mean_max <= 1.0:
             fail("mask_area_mean_max", f"must be in (--mask_area_min={self.mask_area_min}, 1] "
                                        "(1 = off)")

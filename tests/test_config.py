@@ -112,6 +112,7 @@ def test_preset_overrides_apply():
         ({"mask_area_min": 0.9, "mask_area_max": 0.1}, "--mask_area_min"),
         ({"mask_area_mean_max": 0.1}, "--mask_area_mean_max"),  # not above mask_area_min
         ({"mask_area_mean_max": 1.5}, "--mask_area_mean_max"),
+        ({"real_mask_area_min": 0.9}, "--real_mask_area_min"),  # not below mask_area_max
         ({"keep_checkpoints": 0}, "--keep_checkpoints"),
         ({"beta_1": 1.0}, "--beta_1"),
         ({"beta_2": -0.1}, "--beta_2"),

@@ -302,6 +302,10 @@ def _real_mask_prior(recon, images, config):
     return losses.mask_regularizer(recon["mask"], config.mask_area_min, config.mask_area_max)
 
 
+def _real_mask_prior_own_floor(recon, images, config):
+    return losses.mask_regularizer(recon["mask"], 0.6, config.mask_area_max)
+
+
 def _real_mask_edge(recon, images, config):
     return losses.edge_aware_boundary_length(recon["mask"], images)
 
@@ -309,6 +313,9 @@ def _real_mask_edge(recon, images, config):
 @pytest.mark.parametrize("option, term, measure, floor, rel, seed", [
     # The area hinge at 0.6 is active on an untrained model's masks.
     (dict(real_mask_prior_weight=3.0, mask_area_min=0.6), "R_M", _real_mask_prior, 0.1, 1e-4, 13),
+    # --real_mask_area_min replaces the generator's floor (0.05) on the real masks only.
+    (dict(real_mask_prior_weight=3.0, mask_area_min=0.05, real_mask_area_min=0.6), "R_M",
+     _real_mask_prior_own_floor, 0.1, 1e-4, 13),
     (dict(real_mask_edge_weight=0.5), "EDGE_M", _real_mask_edge, 0.0, 1e-3, 14),
 ])
 def test_real_mask_priors_only_on_real_reconstructions_and_only_when_on(
@@ -745,6 +752,20 @@ def test_rm_ablation_drops_the_mask_regularizer(model, cfg, monkeypatch):
         totals[use_rm] = t
     assert totals[True]["total"] - totals[False]["total"] == pytest.approx(
         cfg.rm_weight * totals[True]["R_M"], rel=1e-4)
+
+
+def test_real_mask_area_min_leaves_the_generated_masks_floor(model, cfg, monkeypatch):
+    """--real_mask_area_min acts on the real masks only: L_RM of the generated masks keeps
+    --mask_area_min (here 0.6, active on an untrained generator's masks)."""
+    child, gen, _ = _generation_and_targets(model, cfg, seed=3)
+    values = []
+    for real_floor in (-1.0, 0.0):
+        monkeypatch.setattr(model, "config", cfg.replace(
+            mask_area_min=0.6, real_mask_area_min=real_floor, real_mask_prior_weight=1.0))
+        values.append(float(model.generation_path(gen, child)["gen/R_M"]))
+    expected = float(losses.mask_regularizer(gen["mask"], 0.6, cfg.mask_area_max))
+    assert values == pytest.approx([expected, expected], rel=1e-6)
+    assert expected > float(losses.mask_regularizer(gen["mask"], 0.0, cfg.mask_area_max))
 
 
 # --- Eq. 15-17 terms; overfitting the real reconstruction ---------------------------------------
