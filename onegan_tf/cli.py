@@ -62,6 +62,8 @@ GROUPS: dict[str, dict[str, str]] = {
                              "the posed object (default: the drawn layer is moved)",
         "posed_bypass": "Eq. 13's target for E_p's bypass and mixup 3 use A_fg moved by z's "
                         "pose (default: the canonical A_fg)",
+        "pose_blind": "not in the paper: G_fg0 reads z with the pose's dimensions z[:, 0:4] "
+                      "zeroed, so it cannot undo the pose's scale",
     },
     "optimisation": {
         "batch_size": "global batch size, over all replicas",

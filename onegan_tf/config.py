@@ -73,6 +73,10 @@ class Config:
     # Eq. 13 pulls it towards the canonical A_fg and mixup 3 mixes it with the canonical A_fg.
     # True: both use A_fg moved by z's pose (implied by pose_in_pre_image).
     posed_bypass: bool = False
+    # G_fg0 reads z with the pose's dimensions z[:, 0:4] set to 0, so that it cannot undo the
+    # pose (draw the object smaller where the pose scales it up) and the objects keep the
+    # spread of sizes that pose_scale gives them.
+    pose_blind: bool = False
 
     # Optimisation (paper: Adam 2e-4, betas 0.5/0.999, batch 20).
     batch_size: int = 32
@@ -292,7 +296,7 @@ class Config:
             fail("pose_scale", "must be >= 1 (the scale is drawn from [1/pose_scale, pose_scale])")
         if not 0.0 <= self.pose_shift <= 0.5:
             fail("pose_shift", "must be in [0, 0.5] image sides")
-        for field in ("pose_in_pre_image", "posed_bypass"):
+        for field in ("pose_in_pre_image", "posed_bypass", "pose_blind"):
             if getattr(self, field) and not self.object_pose:
                 fail(field, "needs a pose (--pose_rotation, --pose_scale or --pose_shift)")
         if self.object_pose and self.z_dim < 4:

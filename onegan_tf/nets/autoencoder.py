@@ -150,9 +150,11 @@ class AutoEncoder(keras.Model):
         A_fg is posed by z before the decoder with `pose_in_pre_image` (generation and
         reconstruction alike), and before mixup 3 with `posed_bypass`, as the bypass read off
         the posed image is. Otherwise generation's caller moves the decoded layer. Returns the
-        canonical A_fg."""
+        canonical A_fg. With `pose_blind`, G_fg0 sees z without its pose dimensions."""
         cfg = self.config
-        pre_image = self.foreground_pre([v_p, z], training=training)  # A_fg
+        z_fg = ops.concatenate([ops.zeros_like(z[:, :4]), z[:, 4:]], axis=-1) if (
+            cfg.pose_blind) else z
+        pre_image = self.foreground_pre([v_p, z_fg], training=training)  # A_fg
         drawn = pre_image
         if cfg.pose_in_pre_image or (bypass is not None and cfg.bypass_is_posed):
             drawn = self.posed_pre_image(pre_image, z)

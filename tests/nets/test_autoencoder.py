@@ -374,12 +374,39 @@ def test_pose_in_pre_image_makes_generation_draw_what_reconstruction_draws(ae, t
                                np.asarray(_posed(canonical, z)), atol=1e-6)
 
 
-@pytest.mark.parametrize("field", ["pose_in_pre_image", "posed_bypass"])
+@pytest.mark.parametrize("field", ["pose_in_pre_image", "posed_bypass", "pose_blind"])
 def test_posed_pre_image_options_need_a_pose(tiny_config, field):
     with pytest.raises(ValueError, match=field):
         tiny_config.replace(**{field: True})
-    assert tiny_config.replace(pose_shift=0.1, **{field: True}).bypass_is_posed
+    assert (tiny_config.replace(pose_shift=0.1, **{field: True}).bypass_is_posed
+            == (field != "pose_blind"))
     assert not tiny_config.replace(pose_shift=0.1).bypass_is_posed
+
+
+def test_pose_blind_generator_cannot_see_the_pose(ae, tiny_config):
+    """With `pose_blind`, A_fg (and so the canonical object) does not depend on the pose's
+    noise z[:, 0:4], in generation and reconstruction alike, and gets no gradient from it; it
+    still depends on the rest of z. Without it, G_fg0 reads the whole z."""
+    blind, seeing = (_copy_of(ae, tiny_config.replace(pose_blind=b, **_POSE))
+                     for b in (True, False))
+    child = tf.range(4, dtype=tf.int32)
+    _, v_p, v_c = blind.embed(*blind.one_hots(child))
+    rest = tf.random.stateless_normal((4, tiny_config.z_dim - 4), (5, 0))
+    z_a = tf.concat([tf.zeros((4, 4)), rest], axis=1)
+    z_b = tf.concat([tf.fill((4, 4), 0.8), rest], axis=1)
+    with tf.GradientTape() as tape:
+        tape.watch(z_b)
+        pre_b = blind.decode_foreground(v_p, v_c, z_b)[0]
+    grad = tape.gradient(pre_b, z_b)
+    np.testing.assert_array_equal(np.asarray(blind.decode_foreground(v_p, v_c, z_a)[0]),
+                                  np.asarray(pre_b))
+    assert float(tf.reduce_max(tf.abs(grad[:, :4]))) == 0.0
+    assert float(tf.reduce_max(tf.abs(grad[:, 4:]))) > 0.0
+    gap = (seeing.decode_foreground(v_p, v_c, z_a)[0] - seeing.decode_foreground(v_p, v_c, z_b)[0])
+    assert float(tf.reduce_max(tf.abs(gap))) > 1e-4
+    # The pose still moves the drawn object layer: the posed mask differs from z_a's.
+    moved = blind.generate(child, z_b)["mask"] - blind.generate(child, z_a)["mask"]
+    assert float(tf.reduce_max(tf.abs(moved))) > 0.05
 
 
 def test_mask_divisor_coarsens_generated_and_reconstructed_masks(ae, tiny_config):
