@@ -27,6 +27,10 @@ def choice_error(flag: str, value: Any, choices) -> str | None:
     return None if value in choices else f"--{flag}={value!r}: choose one of {', '.join(choices)}"
 
 
+# z[:, :POSE_DIMS] sets the object's pose (rotation, scale, two shifts) when a pose_* option is on.
+POSE_DIMS = 4
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Everything that defines a run. Field names are also the flag names."""
@@ -215,6 +219,12 @@ class Config:
         """Whether E_p's bypass stands for the posed A_fg (Eq. 13's target, mixup 3)."""
         return self.object_pose and (self.posed_bypass or self.pose_in_pre_image)
 
+    @property
+    def real_mask_floor(self) -> float:
+        """The area floor of L_RM on real images' masks: `real_mask_area_min`, or where that
+        is < 0, the generated masks' `mask_area_min`."""
+        return self.mask_area_min if self.real_mask_area_min < 0 else self.real_mask_area_min
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
@@ -299,8 +309,9 @@ class Config:
         for field in ("pose_in_pre_image", "posed_bypass", "pose_blind"):
             if getattr(self, field) and not self.object_pose:
                 fail(field, "needs a pose (--pose_rotation, --pose_scale or --pose_shift)")
-        if self.object_pose and self.z_dim < 4:
-            fail("z_dim", "must be >= 4 when a pose_* option is on (z[:, 0:4] sets the pose)")
+        if self.object_pose and self.z_dim < POSE_DIMS:
+            fail("z_dim", f"must be >= {POSE_DIMS} when a pose_* option is on "
+                          f"(z[:, 0:{POSE_DIMS}] sets the pose)")
         if self.learning_rate <= 0:
             fail("learning_rate", "must be positive")
         if self.d_learning_rate < 0:

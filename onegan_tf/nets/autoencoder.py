@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from onegan_tf.config import Config
+from onegan_tf.config import POSE_DIMS, Config
 from onegan_tf.nets.encoders import BackgroundEncoder, ShapeEncoder, StyleEncoder
 from onegan_tf.nets.generators import (
     AppearanceGenerator,
@@ -152,8 +152,9 @@ class AutoEncoder(keras.Model):
         the posed image is. Otherwise generation's caller moves the decoded layer. Returns the
         canonical A_fg. With `pose_blind`, G_fg0 sees z without its pose dimensions."""
         cfg = self.config
-        z_fg = ops.concatenate([ops.zeros_like(z[:, :4]), z[:, 4:]], axis=-1) if (
-            cfg.pose_blind) else z
+        z_fg = z
+        if cfg.pose_blind:
+            z_fg = ops.concatenate([ops.zeros_like(z[:, :POSE_DIMS]), z[:, POSE_DIMS:]], axis=-1)
         pre_image = self.foreground_pre([v_p, z_fg], training=training)  # A_fg
         drawn = pre_image
         if cfg.pose_in_pre_image or (bypass is not None and cfg.bypass_is_posed):

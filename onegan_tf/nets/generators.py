@@ -11,6 +11,7 @@ import math
 import keras
 from keras import ops
 
+from onegan_tf.config import POSE_DIMS
 from onegan_tf.nets.layers import ConvGLU, NormGLU, ResBlock
 
 MASK_BIAS_INIT = -1.0
@@ -189,7 +190,7 @@ def pose_transforms(z, image_size: int, rotation: float, scale: float, shift: fl
     about the image centre; z = 0 is the identity. -> [B, 8] projective transforms that map an
     output pixel to the input pixel it samples (keras.ops.image.affine_transform's convention).
     """
-    a = ops.erf(ops.cast(z[:, :4], "float32") / math.sqrt(2.0))
+    a = ops.erf(ops.cast(z[:, :POSE_DIMS], "float32") / math.sqrt(2.0))
     angle = a[:, 0] * (rotation * math.pi / 180.0)
     inv_scale = ops.exp(-a[:, 1] * math.log(scale))
     tx, ty = a[:, 2] * (shift * image_size), a[:, 3] * (shift * image_size)

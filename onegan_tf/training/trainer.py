@@ -432,9 +432,7 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
             terms["PER"] += losses.perceptual_loss(sg(d_bg(targets["background"])["features"]),
                                                    bg_out["features"])  # Eq. 17
         if not targets and cfg.real_mask_prior_weight > 0:
-            area_min = (cfg.mask_area_min if cfg.real_mask_area_min < 0
-                        else cfg.real_mask_area_min)
-            terms["R_M"] = losses.mask_regularizer(recon["mask"], area_min,
+            terms["R_M"] = losses.mask_regularizer(recon["mask"], cfg.real_mask_floor,
                                                    cfg.mask_area_max, cfg.mask_area_mean_max)
         if not targets and cfg.real_mask_edge_weight > 0:
             terms["EDGE_M"] = losses.edge_aware_boundary_length(recon["mask"], images)

@@ -375,12 +375,17 @@ def test_pose_in_pre_image_makes_generation_draw_what_reconstruction_draws(ae, t
 
 
 @pytest.mark.parametrize("field", ["pose_in_pre_image", "posed_bypass", "pose_blind"])
-def test_posed_pre_image_options_need_a_pose(tiny_config, field):
+def test_pose_options_need_a_pose(tiny_config, field):
     with pytest.raises(ValueError, match=field):
         tiny_config.replace(**{field: True})
-    assert (tiny_config.replace(pose_shift=0.1, **{field: True}).bypass_is_posed
-            == (field != "pose_blind"))
+    assert getattr(tiny_config.replace(pose_shift=0.1, **{field: True}), field)
+
+
+@pytest.mark.parametrize("field", ["pose_in_pre_image", "posed_bypass"])
+def test_posed_pre_image_options_pose_the_bypass(tiny_config, field):
+    assert tiny_config.replace(pose_shift=0.1, **{field: True}).bypass_is_posed
     assert not tiny_config.replace(pose_shift=0.1).bypass_is_posed
+    assert not tiny_config.replace(pose_shift=0.1, pose_blind=True).bypass_is_posed
 
 
 def test_pose_blind_generator_cannot_see_the_pose(ae, tiny_config):
