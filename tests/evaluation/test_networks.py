@@ -88,6 +88,19 @@ def test_damaged_shape_classifier_cache_is_retrained(shape_classifier, evaluator
     assert damaged.read_bytes() == b"broken"
 
 
+def test_mask_classifier_starts_from_its_seed():
+    """The same seed builds the same initial network (a retrained cache is the same
+    classifier); another seed another one."""
+    weights = lambda seed: [w.numpy() for w in networks.mask_classifier_model(  # noqa: E731
+        32, 4, seed=seed).weights]
+    first, again, other = weights(7), weights(7), weights(8)
+    assert len(first) == len(again) == len(other) > 0
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    kernels = [(a, c) for a, c in zip(first, other) if a.ndim > 1]
+    assert kernels and all(not np.allclose(a, c) for a, c in kernels)
+
+
 def test_inception_evaluators_from_local_files(tmp_path):
     model = networks.inception_classifier(3, image_size=75)
     model.save(str(tmp_path / "fine.keras"))
