@@ -131,6 +131,9 @@ GROUPS: dict[str, dict[str, str]] = {
         "fake_real_background": "probability that fake reconstruction reads a generated "
                                 "object over a clean real background of the batch "
                                 "(0 = off)",
+        "real_paste_weight": "weight of a copy-paste term: a real image's object, cut out "
+                             "by its predicted mask and pasted over a clean real "
+                             "background, judged by D_c (0 = off)",
         "mask_divisor": "mask logits averaged over cells of this many pixels, then resized "
                         "back (1 = the paper)",
     },

@@ -185,6 +185,14 @@ class Config:
     # leave out, and here the encoders see them with a mask that leaves them out. 0 = off
     # (the paper: fake reconstruction reads the generated image as it is).
     fake_real_background: float = 0.0
+    # Not in the paper: weight of a copy-paste term on REAL images. The object that the
+    # predicted mask cuts out of a real image is pasted over a clean real background of the
+    # batch, and the real path's D_c judges the result (as fake in its own loss). A mask that
+    # takes pieces of the scene with it, or leaves parts of the object behind, makes a paste
+    # that does not look like a real image. So the masks of real images get a signal on their
+    # outline that does not come from the generator. The gradient reaches only the mask.
+    # 0 = off.
+    real_paste_weight: float = 0.0
     # Not in the paper: G_fg2's mask logits are averaged over mask_divisor x mask_divisor pixel
     # cells and resized back bilinearly before the sigmoid (generation and reconstruction alike),
     # so no mask has a part finer than about mask_divisor pixels: no thin streaks, no mask that
@@ -293,7 +301,8 @@ class Config:
         for field in ("bg_adv_weight", "rv_weight", "rm_weight", "mode_seeking_weight",
                       "mask_parent_info_weight", "mask_adversarial_weight",
                       "real_mask_prior_weight", "parent_agreement_weight",
-                      "mask_boundary_weight", "real_mask_edge_weight", "fake_mask_weight"):
+                      "mask_boundary_weight", "real_mask_edge_weight", "fake_mask_weight",
+                      "real_paste_weight"):
             if getattr(self, field) < 0:
                 fail(field, "must be >= 0")
         if not 0.0 <= self.fake_contrast_pull <= 1.0:

@@ -284,6 +284,18 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
                                          self.mask_discriminator(ops.stop_gradient(
                                              generated_masks)))
 
+    def paste(self, images, backgrounds, masks):
+        """Each image's object, cut out by its mask, over a clean real background of the
+        batch (the `real_paste_weight` option)."""
+        return compose(ops.cast(backgrounds, images.dtype), images, masks)
+
+    def paste_discriminator_loss(self, real_images, real_backgrounds, masks):
+        """The real path's D_c against the pastes of `paste` (masks without gradient)."""
+        _, d_c = self.discriminator_pairs()["real"]
+        pasted = self.paste(real_images, real_backgrounds, masks)
+        return losses.discriminator_loss(d_c(real_images)["real_fake"],
+                                         d_c(pasted)["real_fake"])
+
     def adversarial_losses(self, path, images, backgrounds):
         """Eq. 11 for the generator side against one path's D pair (+ D_c outputs for reuse)."""
         d_bg, d_c = self.discriminator_pairs()[path]
@@ -402,14 +414,15 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
         terms["mask_area"] = ops.mean(gen["mask"])  # diagnostic only, not in the total
         return {f"gen/{k}": v for k, v in terms.items()}
 
-    def reconstruction_path(self, path, images, recon, targets=None):
+    def reconstruction_path(self, path, images, recon, targets=None, real_backgrounds=None):
         """Eq. 15-17 (+ adversarial terms against this path's D clones) for `recon`, the
         reconstruction of `images`. targets: for fake images, dict(v_p, v_c, background, mask)
         from the generation path (the background is the one `fake_scene` composited the object
         over); None for real images, which also get L_RM on their predicted
         masks when `real_mask_prior_weight` > 0, their edge-aware boundary length when
-        `real_mask_edge_weight` > 0, and E_p's parent head trained towards the
-        code-tree parent of E_c's child when `parent_agreement_weight` > 0."""
+        `real_mask_edge_weight` > 0, E_p's parent head trained towards the
+        code-tree parent of E_c's child when `parent_agreement_weight` > 0, and the paste of
+        their objects over `real_backgrounds` judged by D_c when `real_paste_weight` > 0."""
         cfg, sg, enc = self.config, ops.stop_gradient, recon["encoded"]
         terms, bg_out, c_out = self.adversarial_losses(path, recon["image"],
                                                        recon["background"])
@@ -440,6 +453,10 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
             tree_parent = tree_parent_probabilities(
                 ops.softmax(ops.cast(enc["child_logits"], "float32"), axis=-1), cfg.num_parents)
             terms["CE_tree"] = losses.soft_cross_entropy(enc["parent_logits"], sg(tree_parent))
+        if not targets and cfg.real_paste_weight > 0:
+            _, d_c = self.discriminator_pairs()[path]
+            pasted = self.paste(images, real_backgrounds, recon["mask"])
+            terms["PASTE"] = losses.generator_loss(d_c(pasted)["real_fake"])
         terms["total"] = (terms["G"] + terms["REC"]
                           + (terms["VAE"] if cfg.use_vae_loss else 0.0)
                           + (terms["PER"] if cfg.use_per_loss else 0.0)
@@ -448,7 +465,9 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
                           + (cfg.real_mask_edge_weight * terms["EDGE_M"] if "EDGE_M" in terms
                              else 0.0)
                           + (cfg.parent_agreement_weight * terms["CE_tree"]
-                             if "CE_tree" in terms else 0.0))
+                             if "CE_tree" in terms else 0.0)
+                          + (cfg.real_paste_weight * terms["PASTE"] if "PASTE" in terms
+                             else 0.0))
         return {f"{path}/{k}": v for k, v in terms.items()}
 
     # --- one iteration ------------------------------------------------------------------------
@@ -484,6 +503,10 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
             for path, (fake_images, fake_bgs) in fakes.items():
                 terms = self.discriminator_losses(path, real_images, real_backgrounds,
                                                   sg(fake_images), sg(fake_bgs))
+                if path == "real" and cfg.real_paste_weight > 0:
+                    terms["D_real/paste"] = self.paste_discriminator_loss(
+                        real_images, real_backgrounds, sg(recons["real"][1]["mask"]))
+                    terms["D_real/total"] += terms["D_real/paste"]
                 if path == "generation" and self.mask_discriminator is not None:
                     terms["D_generation/M"] = self.mask_discriminator_loss(real_images,
                                                                            gen["mask"])
@@ -509,7 +532,8 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
                 total += terms["fake/total"]
             if "real" in recons:
                 images, recon = recons["real"]
-                terms.update(self.reconstruction_path("real", images, recon))
+                terms.update(self.reconstruction_path("real", images, recon,
+                                                      real_backgrounds=real_backgrounds))
                 total += terms["real/total"]
             scaled = self.g_optimizer.scale_loss(total / replicas)
         variables = self.generator_variables()

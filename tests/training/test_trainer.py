@@ -952,6 +952,73 @@ def test_mask_discriminator_routing_only_when_on(cfg):
     np.testing.assert_allclose(float(d_loss), float(expected), rtol=1e-5)
 
 
+def test_real_paste_trains_the_masks_against_the_real_path_d_c_only_when_on(cfg):
+    """--real_paste_weight: the object a real image's predicted mask cuts out, pasted over a
+    clean real background, is judged by the real path's D_c. The generator side's term (times
+    the weight, in the real path's total) reaches the mask head and E_p, not the background
+    networks; D's side (real images real, pastes of detached masks fake) reaches only that D_c.
+    Generated images get no such term, and the default (0) adds none."""
+    images = tf.random.stateless_uniform((BATCH, 32, 32, 3), (21, 0), -1, 1)
+    backgrounds = tf.random.stateless_uniform((BATCH, 32, 32, 3), (21, 1), -1, 1)
+    keras.utils.set_random_seed(9)
+    model = loop.build_model(cfg.replace(real_paste_weight=1.5))
+    ae = model.autoencoder
+    _, d_c = model.discriminator_pairs()[REAL]
+    ones, zeros = tf.ones((BATCH, 32, 32, 1)), tf.zeros((BATCH, 32, 32, 1))
+    np.testing.assert_allclose(model.paste(images, backgrounds, ones), images, atol=1e-6)
+    np.testing.assert_allclose(model.paste(images, backgrounds, zeros), backgrounds, atol=1e-6)
+    everything = list({id(v): v for v in model.trainable_variables}.values())
+    with tf.GradientTape(persistent=True) as tape:
+        recon = model._reconstruct(images, 20)
+        terms = model.reconstruction_path(REAL, images, recon, real_backgrounds=backgrounds)
+        d_loss = model.paste_discriminator_loss(images, backgrounds,
+                                                tf.stop_gradient(recon["mask"]))
+    pasted = images * recon["mask"] + backgrounds * (1.0 - recon["mask"])
+    expected = float(losses.generator_loss(d_c(pasted)["real_fake"]))
+    assert float(terms["real/PASTE"]) == pytest.approx(expected, rel=1e-5)
+    rest = (terms["real/G"] + terms["real/REC"] + terms["real/VAE"] + terms["real/PER"])
+    assert float(terms["real/total"] - rest) == pytest.approx(1.5 * expected, rel=1e-4)
+    g_grads = dict(zip(map(id, everything), tape.gradient(terms["real/PASTE"], everything)))
+
+    def reached(variables):
+        return [g_grads[id(v)] is not None and float(tf.reduce_sum(tf.abs(g_grads[id(v)]))) > 0
+                for v in variables]
+
+    assert all(reached(ae.appearance_generator.to_mask.trainable_variables))
+    assert any(reached(ae.shape_encoder.trainable_variables))
+    assert not any(reached(ae.background_encoder.trainable_variables
+                           + ae.background_generator.trainable_variables))
+    d_grads = tape.gradient(d_loss, everything)
+    assert {id(v) for v, g in zip(everything, d_grads) if g is not None} == _ids(
+        d_c.adversarial_variables)
+    expected_d = losses.discriminator_loss(d_c(images)["real_fake"], d_c(pasted)["real_fake"])
+    assert float(d_loss) == pytest.approx(float(expected_d), rel=1e-5)
+    _, gen, targets = _generation_and_targets(model, cfg, seed=4)
+    fake = model.reconstruction_path(FAKE, gen["image"], model._reconstruct(gen["image"], 10),
+                                     targets)
+    assert "fake/PASTE" not in fake
+    off = loop.build_model(cfg)
+    assert "real/PASTE" not in off.reconstruction_path(REAL, images,
+                                                       off._reconstruct(images, 20))
+
+
+def test_real_paste_enters_the_real_path_d_update(cfg):
+    """In a training step with all three paths, D_real's total carries the paste term."""
+    keras.utils.set_random_seed(10)
+    model = loop.build_model(cfg.replace(real_paste_weight=1.0))
+    model.load_discriminator_clones()
+    model.set_paths((GEN, FAKE, REAL))
+    recorder = _LogRecorder()
+    model.fit(_random_batches(cfg, seed=3), steps_per_epoch=1, epochs=1, verbose=0,
+              callbacks=[recorder])
+    log = recorder.batches[0]
+    assert np.isfinite(log["D_real/paste"]) and np.isfinite(log["real/PASTE"])
+    assert log["D_real/total"] == pytest.approx(
+        cfg.bg_adv_weight * log["D_real/bgA"] + log["D_real/bgB"] + log["D_real/cA"]
+        + log["D_real/paste"], rel=1e-5)
+    assert "D_fake/paste" not in log and "D_generation/paste" not in log
+
+
 def test_shifted_composite_moves_the_foreground_layer(cfg):
     model = loop.build_model(cfg.replace(fg_shift=0.2))  # up to round(6.4) = 6 pixels
     size = cfg.image_size
