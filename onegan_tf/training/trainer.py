@@ -287,7 +287,7 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
     def paste(self, images, backgrounds, masks):
         """Each image's object, cut out by its mask, over a clean real background of the
         batch (the `real_paste_weight` option)."""
-        return compose(ops.cast(backgrounds, images.dtype), images, masks)
+        return compose(ops.cast(backgrounds, images.dtype), images, ops.cast(masks, images.dtype))
 
     def paste_discriminator_loss(self, real_images, real_backgrounds, masks):
         """The real path's D_c against the pastes of `paste` (masks without gradient)."""
