@@ -134,6 +134,9 @@ GROUPS: dict[str, dict[str, str]] = {
         "real_paste_weight": "weight of a copy-paste term: a real image's object, cut out "
                              "by its predicted mask and pasted over a clean real "
                              "background, judged by D_c (0 = off)",
+        "real_removal_weight": "weight of an object-removal term: a real image with its "
+                               "predicted mask's region filled by its reconstructed "
+                               "background, judged by D_bg as a clean background (0 = off)",
         "mask_divisor": "mask logits averaged over cells of this many pixels, then resized "
                         "back (1 = the paper)",
     },

@@ -193,6 +193,13 @@ class Config:
     # outline that does not come from the generator. The gradient reaches only the mask.
     # 0 = off.
     real_paste_weight: float = 0.0
+    # Not in the paper: weight of an object-removal term on REAL images. The real image with
+    # its predicted mask's region filled by its reconstructed background (detached) must look
+    # like a clean background to the real path's D_bg (its is-background output, Eq. 11's
+    # second term). Whatever part of the object the mask leaves out stays in the picture. So
+    # this asks the masks of real images to cover the whole object; the area prior keeps them
+    # from covering everything. The gradient reaches only the mask. 0 = off.
+    real_removal_weight: float = 0.0
     # Not in the paper: G_fg2's mask logits are averaged over mask_divisor x mask_divisor pixel
     # cells and resized back bilinearly before the sigmoid (generation and reconstruction alike),
     # so no mask has a part finer than about mask_divisor pixels: no thin streaks, no mask that
@@ -302,7 +309,7 @@ class Config:
                       "mask_parent_info_weight", "mask_adversarial_weight",
                       "real_mask_prior_weight", "parent_agreement_weight",
                       "mask_boundary_weight", "real_mask_edge_weight", "fake_mask_weight",
-                      "real_paste_weight"):
+                      "real_paste_weight", "real_removal_weight"):
             if getattr(self, field) < 0:
                 fail(field, "must be >= 0")
         if not 0.0 <= self.fake_contrast_pull <= 1.0:

@@ -422,7 +422,9 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
         masks when `real_mask_prior_weight` > 0, their edge-aware boundary length when
         `real_mask_edge_weight` > 0, E_p's parent head trained towards the
         code-tree parent of E_c's child when `parent_agreement_weight` > 0, and the paste of
-        their objects over `real_backgrounds` judged by D_c when `real_paste_weight` > 0."""
+        their objects over `real_backgrounds` judged by D_c when `real_paste_weight` > 0,
+        and the images with their objects removed judged by D_bg when `real_removal_weight`
+        > 0."""
         cfg, sg, enc = self.config, ops.stop_gradient, recon["encoded"]
         terms, bg_out, c_out = self.adversarial_losses(path, recon["image"],
                                                        recon["background"])
@@ -457,6 +459,10 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
             _, d_c = self.discriminator_pairs()[path]
             pasted = self.paste(images, real_backgrounds, recon["mask"])
             terms["PASTE"] = losses.generator_loss(d_c(pasted)["real_fake"])
+        if not targets and cfg.real_removal_weight > 0:
+            d_bg, _ = self.discriminator_pairs()[path]
+            removed = compose(images, sg(recon["background"]), recon["mask"])
+            terms["REMOVAL"] = losses.generator_loss(d_bg(removed)["is_background"])
         terms["total"] = (terms["G"] + terms["REC"]
                           + (terms["VAE"] if cfg.use_vae_loss else 0.0)
                           + (terms["PER"] if cfg.use_per_loss else 0.0)
@@ -467,6 +473,8 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
                           + (cfg.parent_agreement_weight * terms["CE_tree"]
                              if "CE_tree" in terms else 0.0)
                           + (cfg.real_paste_weight * terms["PASTE"] if "PASTE" in terms
+                             else 0.0)
+                          + (cfg.real_removal_weight * terms["REMOVAL"] if "REMOVAL" in terms
                              else 0.0))
         return {f"{path}/{k}": v for k, v in terms.items()}
 

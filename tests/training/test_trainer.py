@@ -1002,6 +1002,44 @@ def test_real_paste_trains_the_masks_against_the_real_path_d_c_only_when_on(cfg)
                                                        off._reconstruct(images, 20))
 
 
+def test_real_removal_trains_the_masks_against_the_real_path_d_bg_only_when_on(cfg):
+    """--real_removal_weight: a real image with its predicted mask's region filled by its
+    reconstructed background (detached) is judged by the real path's D_bg as a clean
+    background; the term (times the weight, in the real path's total) reaches the mask head
+    and E_p, not the background networks. Generated images get no such term, and the default
+    (0) adds none."""
+    images = tf.random.stateless_uniform((BATCH, 32, 32, 3), (22, 0), -1, 1)
+    keras.utils.set_random_seed(11)
+    model = loop.build_model(cfg.replace(real_removal_weight=0.5))
+    ae = model.autoencoder
+    d_bg, _ = model.discriminator_pairs()[REAL]
+    everything = list({id(v): v for v in model.trainable_variables}.values())
+    with tf.GradientTape() as tape:
+        recon = model._reconstruct(images, 20)
+        terms = model.reconstruction_path(REAL, images, recon)
+    removed = images * (1.0 - recon["mask"]) + recon["background"] * recon["mask"]
+    expected = float(losses.generator_loss(d_bg(removed)["is_background"]))
+    assert float(terms["real/REMOVAL"]) == pytest.approx(expected, rel=1e-5)
+    rest = (terms["real/G"] + terms["real/REC"] + terms["real/VAE"] + terms["real/PER"])
+    assert float(terms["real/total"] - rest) == pytest.approx(0.5 * expected, rel=1e-4)
+    grads = dict(zip(map(id, everything), tape.gradient(terms["real/REMOVAL"], everything)))
+
+    def reached(variables):
+        return [grads[id(v)] is not None and float(tf.reduce_sum(tf.abs(grads[id(v)]))) > 0
+                for v in variables]
+
+    assert all(reached(ae.appearance_generator.to_mask.trainable_variables))
+    assert any(reached(ae.shape_encoder.trainable_variables))
+    assert not any(reached(ae.background_generator.trainable_variables))
+    _, gen, targets = _generation_and_targets(model, cfg, seed=4)
+    fake = model.reconstruction_path(FAKE, gen["image"], model._reconstruct(gen["image"], 10),
+                                     targets)
+    assert "fake/REMOVAL" not in fake
+    off = loop.build_model(cfg)
+    assert "real/REMOVAL" not in off.reconstruction_path(REAL, images,
+                                                         off._reconstruct(images, 20))
+
+
 def test_real_paste_enters_the_real_path_d_update(cfg):
     """In a training step with all three paths, D_real's total carries the paste term."""
     keras.utils.set_random_seed(10)
