@@ -952,6 +952,36 @@ def test_mask_discriminator_routing_only_when_on(cfg):
     np.testing.assert_allclose(float(d_loss), float(expected), rtol=1e-5)
 
 
+def _reached(grads_by_id, variables):
+    """Per variable: did the gradient (dict id -> gradient) reach it with a nonzero value?"""
+    return [grads_by_id[id(v)] is not None and float(tf.reduce_sum(tf.abs(grads_by_id[id(v)]))) > 0
+            for v in variables]
+
+
+def _real_mask_term_gradients(model, tape, terms, term, expected, weight):
+    """Checks that the real path's `term` has the value `expected`, enters its total at
+    `weight` and reaches the mask head and E_p; returns its gradients by variable id."""
+    assert float(terms[f"real/{term}"]) == pytest.approx(expected, rel=1e-5)
+    rest = (terms["real/G"] + terms["real/REC"] + terms["real/VAE"] + terms["real/PER"])
+    assert float(terms["real/total"] - rest) == pytest.approx(weight * expected, rel=1e-4)
+    everything = list({id(v): v for v in model.trainable_variables}.values())
+    grads = dict(zip(map(id, everything), tape.gradient(terms[f"real/{term}"], everything)))
+    ae = model.autoencoder
+    assert all(_reached(grads, ae.appearance_generator.to_mask.trainable_variables))
+    assert any(_reached(grads, ae.shape_encoder.trainable_variables))
+    return grads
+
+
+def _only_on_real_images(model, cfg, term, images):
+    """The fake path of `model` and the real path of a default model have no `term`."""
+    _, gen, targets = _generation_and_targets(model, cfg, seed=4)
+    fake = model.reconstruction_path(FAKE, gen["image"], model._reconstruct(gen["image"], 10),
+                                     targets)
+    off = loop.build_model(cfg)
+    real = off.reconstruction_path(REAL, images, off._reconstruct(images, 20))
+    return f"fake/{term}" not in fake and f"real/{term}" not in real
+
+
 def test_real_paste_trains_the_masks_against_the_real_path_d_c_only_when_on(cfg):
     """--real_paste_weight: the object a real image's predicted mask cuts out, pasted over a
     clean real background, is judged by the real path's D_c. The generator side's term (times
@@ -975,31 +1005,15 @@ def test_real_paste_trains_the_masks_against_the_real_path_d_c_only_when_on(cfg)
                                                 tf.stop_gradient(recon["mask"]))
     pasted = images * recon["mask"] + backgrounds * (1.0 - recon["mask"])
     expected = float(losses.generator_loss(d_c(pasted)["real_fake"]))
-    assert float(terms["real/PASTE"]) == pytest.approx(expected, rel=1e-5)
-    rest = (terms["real/G"] + terms["real/REC"] + terms["real/VAE"] + terms["real/PER"])
-    assert float(terms["real/total"] - rest) == pytest.approx(1.5 * expected, rel=1e-4)
-    g_grads = dict(zip(map(id, everything), tape.gradient(terms["real/PASTE"], everything)))
-
-    def reached(variables):
-        return [g_grads[id(v)] is not None and float(tf.reduce_sum(tf.abs(g_grads[id(v)]))) > 0
-                for v in variables]
-
-    assert all(reached(ae.appearance_generator.to_mask.trainable_variables))
-    assert any(reached(ae.shape_encoder.trainable_variables))
-    assert not any(reached(ae.background_encoder.trainable_variables
-                           + ae.background_generator.trainable_variables))
+    grads = _real_mask_term_gradients(model, tape, terms, "PASTE", expected, 1.5)
+    assert not any(_reached(grads, ae.background_encoder.trainable_variables
+                            + ae.background_generator.trainable_variables))
     d_grads = tape.gradient(d_loss, everything)
     assert {id(v) for v, g in zip(everything, d_grads) if g is not None} == _ids(
         d_c.adversarial_variables)
     expected_d = losses.discriminator_loss(d_c(images)["real_fake"], d_c(pasted)["real_fake"])
     assert float(d_loss) == pytest.approx(float(expected_d), rel=1e-5)
-    _, gen, targets = _generation_and_targets(model, cfg, seed=4)
-    fake = model.reconstruction_path(FAKE, gen["image"], model._reconstruct(gen["image"], 10),
-                                     targets)
-    assert "fake/PASTE" not in fake
-    off = loop.build_model(cfg)
-    assert "real/PASTE" not in off.reconstruction_path(REAL, images,
-                                                       off._reconstruct(images, 20))
+    assert _only_on_real_images(model, cfg, "PASTE", images)
 
 
 def test_real_removal_trains_the_masks_against_the_real_path_d_bg_only_when_on(cfg):
@@ -1013,31 +1027,14 @@ def test_real_removal_trains_the_masks_against_the_real_path_d_bg_only_when_on(c
     model = loop.build_model(cfg.replace(real_removal_weight=0.5))
     ae = model.autoencoder
     d_bg, _ = model.discriminator_pairs()[REAL]
-    everything = list({id(v): v for v in model.trainable_variables}.values())
     with tf.GradientTape() as tape:
         recon = model._reconstruct(images, 20)
         terms = model.reconstruction_path(REAL, images, recon)
     removed = images * (1.0 - recon["mask"]) + recon["background"] * recon["mask"]
     expected = float(losses.generator_loss(d_bg(removed)["is_background"]))
-    assert float(terms["real/REMOVAL"]) == pytest.approx(expected, rel=1e-5)
-    rest = (terms["real/G"] + terms["real/REC"] + terms["real/VAE"] + terms["real/PER"])
-    assert float(terms["real/total"] - rest) == pytest.approx(0.5 * expected, rel=1e-4)
-    grads = dict(zip(map(id, everything), tape.gradient(terms["real/REMOVAL"], everything)))
-
-    def reached(variables):
-        return [grads[id(v)] is not None and float(tf.reduce_sum(tf.abs(grads[id(v)]))) > 0
-                for v in variables]
-
-    assert all(reached(ae.appearance_generator.to_mask.trainable_variables))
-    assert any(reached(ae.shape_encoder.trainable_variables))
-    assert not any(reached(ae.background_generator.trainable_variables))
-    _, gen, targets = _generation_and_targets(model, cfg, seed=4)
-    fake = model.reconstruction_path(FAKE, gen["image"], model._reconstruct(gen["image"], 10),
-                                     targets)
-    assert "fake/REMOVAL" not in fake
-    off = loop.build_model(cfg)
-    assert "real/REMOVAL" not in off.reconstruction_path(REAL, images,
-                                                         off._reconstruct(images, 20))
+    grads = _real_mask_term_gradients(model, tape, terms, "REMOVAL", expected, 0.5)
+    assert not any(_reached(grads, ae.background_generator.trainable_variables))
+    assert _only_on_real_images(model, cfg, "REMOVAL", images)
 
 
 def test_real_paste_enters_the_real_path_d_update(cfg):
