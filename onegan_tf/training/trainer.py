@@ -259,19 +259,25 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
 
     # --- losses of each path ------------------------------------------------------------
     def discriminator_losses(self, path, real_images, real_backgrounds, fake_images,
-                             fake_backgrounds):
-        """Eq. 10 for one path's D pair; fakes arrive without gradient."""
+                             fake_backgrounds, pasted=None):
+        """Eq. 10 for one path's D pair; fakes arrive without gradient. `pasted`: images from
+        `paste` (the `real_paste_weight` option), which D_c also learns to call fake."""
         d_bg, d_c = self.discriminator_pairs()[path]
         real_bg_out, real_obj_bg_out = d_bg(real_backgrounds), d_bg(real_images)
         bg_a = losses.discriminator_loss(real_bg_out["real_fake"],
                                          d_bg(fake_backgrounds)["real_fake"])
         bg_b = losses.discriminator_loss(real_bg_out["is_background"],
                                          real_obj_bg_out["is_background"])
-        c_a = losses.discriminator_loss(d_c(real_images)["real_fake"],
-                                        d_c(fake_images)["real_fake"])
+        real_c = d_c(real_images)["real_fake"]
+        c_a = losses.discriminator_loss(real_c, d_c(fake_images)["real_fake"])
+        terms = {f"D_{path}/bgA": bg_a, f"D_{path}/bgB": bg_b, f"D_{path}/cA": c_a}
         total = self.config.bg_adv_weight * bg_a + bg_b + c_a
-        return {f"D_{path}/bgA": bg_a, f"D_{path}/bgB": bg_b, f"D_{path}/cA": c_a,
-                f"D_{path}/total": total}
+        if pasted is not None:
+            terms[f"D_{path}/paste"] = losses.discriminator_loss(real_c,
+                                                                 d_c(pasted)["real_fake"])
+            total += terms[f"D_{path}/paste"]
+        terms[f"D_{path}/total"] = total
+        return terms
 
     def mask_discriminator_loss(self, real_images, generated_masks):
         """D_m's loss (the `mask_adversarial_weight` option): the masks the EMA model predicts
@@ -288,13 +294,6 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
         """Each image's object, cut out by its mask, over a clean real background of the
         batch (the `real_paste_weight` option)."""
         return compose(ops.cast(backgrounds, images.dtype), images, ops.cast(masks, images.dtype))
-
-    def paste_discriminator_loss(self, real_images, real_backgrounds, masks):
-        """The real path's D_c against the pastes of `paste` (masks without gradient)."""
-        _, d_c = self.discriminator_pairs()["real"]
-        pasted = self.paste(real_images, real_backgrounds, masks)
-        return losses.discriminator_loss(d_c(real_images)["real_fake"],
-                                         d_c(pasted)["real_fake"])
 
     def adversarial_losses(self, path, images, backgrounds):
         """Eq. 11 for the generator side against one path's D pair (+ D_c outputs for reuse)."""
@@ -509,12 +508,12 @@ class OneGAN(compat.BuildWithoutBatch, keras.Model):
             fakes = {"generation": (judged, gen["background"])}
             fakes.update({p: (r["image"], r["background"]) for p, (_, r) in recons.items()})
             for path, (fake_images, fake_bgs) in fakes.items():
-                terms = self.discriminator_losses(path, real_images, real_backgrounds,
-                                                  sg(fake_images), sg(fake_bgs))
+                pasted = None
                 if path == "real" and cfg.real_paste_weight > 0:
-                    terms["D_real/paste"] = self.paste_discriminator_loss(
-                        real_images, real_backgrounds, sg(recons["real"][1]["mask"]))
-                    terms["D_real/total"] += terms["D_real/paste"]
+                    pasted = self.paste(real_images, real_backgrounds,
+                                        sg(recons["real"][1]["mask"]))
+                terms = self.discriminator_losses(path, real_images, real_backgrounds,
+                                                  sg(fake_images), sg(fake_bgs), pasted)
                 if path == "generation" and self.mask_discriminator is not None:
                     terms["D_generation/M"] = self.mask_discriminator_loss(real_images,
                                                                            gen["mask"])

@@ -1001,8 +1001,11 @@ def test_real_paste_trains_the_masks_against_the_real_path_d_c_only_when_on(cfg)
     with tf.GradientTape(persistent=True) as tape:
         recon = model._reconstruct(images, 20)
         terms = model.reconstruction_path(REAL, images, recon, real_backgrounds=backgrounds)
-        d_loss = model.paste_discriminator_loss(images, backgrounds,
-                                                tf.stop_gradient(recon["mask"]))
+        d_terms = model.discriminator_losses(
+            REAL, images, backgrounds, tf.stop_gradient(recon["image"]),
+            tf.stop_gradient(recon["background"]),
+            model.paste(images, backgrounds, tf.stop_gradient(recon["mask"])))
+        d_loss = d_terms["D_real/paste"]
     pasted = images * recon["mask"] + backgrounds * (1.0 - recon["mask"])
     expected = float(losses.generator_loss(d_c(pasted)["real_fake"]))
     grads = _real_mask_term_gradients(model, tape, terms, "PASTE", expected, 1.5)
