@@ -24,6 +24,7 @@ from onegan_tf.nets.autoencoder import tree_parent_probabilities
 from onegan_tf.serving import inference
 from onegan_tf.training import loop, losses
 from onegan_tf.training.trainer import (
+    FusedAdam,
     OneGAN,
     active_paths,
     learning_rate_factor,
@@ -1208,6 +1209,40 @@ def test_paper_size_build_and_parameter_counts():
     assert out["image"].shape == (1, 128, 128, 3) and out["mask"].shape == (1, 128, 128, 1)
     assert out["pre_foreground"].shape[1:3] == (32, 32)
     assert model.object_discriminator(out["image"])["child_logits"].shape == (1, 200)
+
+
+def test_fused_adam_updates_like_keras_adam():
+    """One ResourceApplyAdam per variable gives Keras Adam's weights and moments, step by step,
+    and every OneGAN optimizer is one (inside the loss scale under mixed_float16). Under
+    distribution strategies: the Mirrored and multi-worker training tests use it."""
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=(3, 4)).astype("float32"), rng.normal(size=(4,)).astype("float32")]
+    grads = [[rng.normal(size=x.shape).astype("float32") for x in start] for _ in range(4)]
+    results = []
+    for optimizer_class in (keras.optimizers.Adam, FusedAdam):
+        variables = [keras.Variable(x) for x in start]
+        optimizer = optimizer_class(0.05, beta_1=0.5, beta_2=0.9, epsilon=1e-3)
+        optimizer.build(variables)
+
+        def apply(g, optimizer=optimizer, variables=variables):
+            optimizer.apply_gradients(zip(g, variables))
+
+        step = tf.function(lambda g, apply=apply: apply(g))
+
+        trajectory = []
+        for g in grads:
+            step([tf.constant(x) for x in g])
+            trajectory.append([np.array(v.numpy()) for v in variables + optimizer.variables])
+        results.append(trajectory)
+    keras_adam, fused = results
+    assert not np.allclose(keras_adam[-1][0], start[0])  # the weights moved
+    for ours, theirs in zip(fused, keras_adam, strict=True):
+        for x, y in zip(ours, theirs, strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    for precision in ("float32", "mixed_float16"):
+        model = loop.build_model(config_lib.preset("tiny", mixed_precision=precision))
+        for optimizer in model.trained_optimizers():
+            assert isinstance(getattr(optimizer, "inner_optimizer", optimizer), FusedAdam)
 
 
 def test_discriminator_learning_rate_is_separate(cfg):
