@@ -1,4 +1,5 @@
-"""Tests for the helpers of the probe scripts in benchmarks/ (parent cue, silhouette)."""
+"""Tests for the helpers of the probe scripts in benchmarks/ (parent cue, silhouette,
+supervised ceiling)."""
 
 import importlib.util
 from pathlib import Path
@@ -45,3 +46,24 @@ def test_silhouette_probe_auc_known_answers():
     assert probe.auc([2, 3], [0, 1]) == 1.0
     assert probe.auc([0, 1], [2, 3]) == 0.0
     assert probe.auc([1, 1], [1, 1]) == 0.5
+
+
+def test_supervised_ceiling_cross_entropy_known_answers():
+    probe = _load("supervised_ceiling")
+    true = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    assert float(probe.mask_cross_entropy(np.full_like(true, 0.5), true)) == pytest.approx(
+        np.log(2.0), rel=1e-6)
+    assert float(probe.mask_cross_entropy(true, true)) < 1e-5
+    assert float(probe.mask_cross_entropy(1.0 - true, true)) > 10.0  # clipped, not infinite
+
+
+def test_supervised_ceiling_generated_batches(tiny_autoencoder):
+    probe = _load("supervised_ceiling")
+    size = tiny_autoencoder.config.image_size
+    stream = probe.generated_batches(tiny_autoencoder, 3, seed=0)
+    first, second = next(stream), next(stream)
+    assert first["image"].shape == (3, size, size, 3) and first["mask"].shape == (3, size, size, 1)
+    assert 0.0 <= float(np.min(first["mask"])) and float(np.max(first["mask"])) <= 1.0
+    assert not np.array_equal(first["image"].numpy(), second["image"].numpy())  # new draws
+    again = next(probe.generated_batches(tiny_autoencoder, 3, seed=0))
+    np.testing.assert_array_equal(again["image"].numpy(), first["image"].numpy())
