@@ -47,8 +47,8 @@ def mask_cross_entropy(predicted, true, epsilon: float = 1e-6):
 
 
 def generated_batches(autoencoder, batch_size: int, seed: int):
-    """Infinite tf.data batches {"image", "mask"} of the generation path (uniform child codes,
-    z ~ N(0, I), stateless draws per batch from `seed`)."""
+    """Infinite batches {"image", "mask"} (tf.Tensor) of the generation path: uniform child
+    codes and z ~ N(0, I), stateless draws from (`seed`, batch index)."""
     import tensorflow as tf
 
     from onegan_tf.serving import inference
@@ -63,7 +63,7 @@ def generated_batches(autoencoder, batch_size: int, seed: int):
         out = inference.generate(autoencoder, child, z)
         return {"image": out["image"], "mask": out["mask"]}
 
-    return (draw(tf.constant(i, tf.int64)) for i in range(2**62))
+    return (draw(tf.constant(i, tf.int64)) for i in itertools.count())
 
 
 def main():
@@ -85,6 +85,7 @@ def main():
     from onegan_tf import config as config_lib
     from onegan_tf import data
     from onegan_tf.evaluation import metrics
+    from onegan_tf.evaluation.report import infer_in_batches
     from onegan_tf.serving import inference
     from onegan_tf.training import loop
 
@@ -117,13 +118,8 @@ def main():
                                    if g is not None])
         return loss
 
-    @tf.function(reduce_retracing=True)
-    def segment(images):
-        return inference.segment(autoencoder, images)
-
     def held_out_iou():
-        masks = np.concatenate([segment(tf.constant(held["image"][s:s + 128])).numpy()
-                                for s in range(0, len(held["image"]), 128)])
+        masks = infer_in_batches(autoencoder, held["image"])["mask"]
         return metrics.iou(masks, held["mask"]), float(masks.mean())
 
     print(f"preset {args.preset} (dataset {cfg.dataset}, {cfg.image_size} px, batch "

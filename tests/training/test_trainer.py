@@ -1211,6 +1211,11 @@ def test_paper_size_build_and_parameter_counts():
     assert model.object_discriminator(out["image"])["child_logits"].shape == (1, 200)
 
 
+def _traced_apply(optimizer, variables):
+    """A tf.function gradients -> optimizer.apply_gradients on `variables`."""
+    return tf.function(lambda grads: optimizer.apply_gradients(zip(grads, variables)))
+
+
 def test_fused_adam_updates_like_keras_adam():
     """One ResourceApplyAdam per variable gives Keras Adam's weights and moments, step by step,
     and every OneGAN optimizer is one (inside the loss scale under mixed_float16). Under
@@ -1223,12 +1228,7 @@ def test_fused_adam_updates_like_keras_adam():
         variables = [keras.Variable(x) for x in start]
         optimizer = optimizer_class(0.05, beta_1=0.5, beta_2=0.9, epsilon=1e-3)
         optimizer.build(variables)
-
-        def apply(g, optimizer=optimizer, variables=variables):
-            optimizer.apply_gradients(zip(g, variables))
-
-        step = tf.function(lambda g, apply=apply: apply(g))
-
+        step = _traced_apply(optimizer, variables)
         trajectory = []
         for g in grads:
             step([tf.constant(x) for x in g])
